@@ -1,0 +1,218 @@
+"""Training hyper-parameters (``--hparams`` JSON) and the identity of one run.
+
+:class:`TrainConfig` is what ``run.json`` records under ``hparams``: every key has a default,
+unknown keys are refused by name (a typo must not silently train with a default) and ranges
+are checked before any rank starts TensorFlow. No TensorFlow import here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from segscale.schedules import DEFAULT_DECAY_FRACTION, POLICIES, Schedule
+
+OPTIMIZERS = ("sgd", "adam")
+LOSSES = ("dice", "ce", "dice_ce")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run; see docs/training.md for each key.
+
+    Defaults follow the thesis U-Net setting (SGD, 100 epochs, batch 7 per GPU, lr 1e-5,
+    GreScale's 5 warmup epochs).
+    """
+
+    epochs: int = 100
+    batch_size: int = 7
+    lr: float = 1e-5
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    loss: str = "dice_ce"
+    warmup_epochs: int = 5
+    stabilisation_factor: float = 0.5
+    decay_coefficient: float = 0.1
+    decay_fraction: float = DEFAULT_DECAY_FRACTION
+    step_decay_epochs: tuple[int, ...] = ()
+    step_decay_gamma: float = 0.1
+    fp16_allreduce: bool = False
+    threads_per_rank: int = 0
+    model: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    builder: str | None = None
+    divergence_factor: float = 10.0
+    early_stopping_patience: int = 0
+    early_stopping_min_delta: float = 0.0
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    checkpoint_every: int = 1
+    keep_checkpoints: int = 2
+    sync_every_steps: int = 10
+    sample_interval_s: float = 5.0
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", MappingProxyType(dict(self.model)))
+        object.__setattr__(self, "step_decay_epochs",
+                           tuple(sorted(int(e) for e in self.step_decay_epochs)))
+        _validate(self)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> TrainConfig:
+        """Build from a plain mapping (parsed JSON), refusing unknown keys by name.
+
+        ``step_decay`` may be given as ``{"epochs": [...], "gamma": g}`` as well as with the
+        flat ``step_decay_epochs`` / ``step_decay_gamma`` keys.
+
+        Raises:
+            ValueError: an unknown key, a value of the wrong type or out of range.
+        """
+        values = dict(mapping or {})
+        if "step_decay" in values:
+            sd = values.pop("step_decay") or {}
+            if not isinstance(sd, Mapping) or set(sd) - {"epochs", "gamma"}:
+                raise ValueError("hparams.step_decay: expected {'epochs': [...], 'gamma': g}, "
+                                 f"got {sd!r}")
+            values.setdefault("step_decay_epochs", sd.get("epochs", ()))
+            if "gamma" in sd:
+                values.setdefault("step_decay_gamma", sd["gamma"])
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in fields:
+                raise ValueError(f"hparams: unknown key {key!r}; known keys: "
+                                 f"{', '.join(sorted(fields))}")
+        return cls(**{k: _coerce(k, fields[k].type, v) for k, v in values.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (what run.json records); round-trips through from_mapping."""
+        # dataclasses.asdict cannot deep-copy a mappingproxy, so build the dict by hand
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["model"] = dict(self.model)
+        out["step_decay_epochs"] = list(self.step_decay_epochs)
+        return out
+
+    def schedule(self, policy: str, n_ranks: int, steps_per_epoch: int) -> Schedule:
+        """The lr schedule this config gives under ``policy`` on ``n_ranks`` ranks."""
+        return Schedule(policy=policy, base_lr=self.lr, n_ranks=n_ranks, epochs=self.epochs,
+                        steps_per_epoch=steps_per_epoch, warmup_epochs=self.warmup_epochs,
+                        stabilisation_factor=self.stabilisation_factor,
+                        decay_coefficient=self.decay_coefficient,
+                        decay_fraction=self.decay_fraction,
+                        step_decay_epochs=self.step_decay_epochs,
+                        step_decay_gamma=self.step_decay_gamma)
+
+
+def _coerce(key: str, annotation: str, value: Any) -> Any:
+    """Check a JSON value's type against the field annotation (ints are accepted as floats)."""
+    ann = str(annotation)
+    optional = "None" in ann
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"hparams.{key}: must not be null")
+    if ann.startswith("bool"):
+        ok = isinstance(value, bool)
+    elif ann.startswith("int"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif ann.startswith("float"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif ann.startswith("str"):
+        ok = isinstance(value, str)
+    elif ann.startswith("tuple"):
+        ok = (isinstance(value, (list, tuple))
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+        value = tuple(value) if ok else value
+    elif ann.startswith("Mapping"):
+        ok = isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+    else:  # pragma: no cover - every field is covered above
+        ok = True
+    if not ok:
+        raise ValueError(f"hparams.{key}: expected {ann}, got {value!r}")
+    return value
+
+
+def _validate(c: TrainConfig) -> None:
+    """Range checks; the message names the offending key."""
+    def need(key: str, ok: bool, expected: str) -> None:
+        if not ok:
+            raise ValueError(f"hparams.{key}: must be {expected}, got {getattr(c, key)!r}")
+
+    need("epochs", c.epochs >= 1, ">= 1")
+    need("batch_size", c.batch_size >= 1, ">= 1")
+    need("lr", c.lr > 0 and math.isfinite(c.lr), "> 0 and finite")
+    need("optimizer", c.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}")
+    need("momentum", 0 <= c.momentum < 1, "in [0, 1)")
+    need("loss", c.loss in LOSSES, f"one of {LOSSES}")
+    need("warmup_epochs", c.warmup_epochs >= 0, ">= 0")
+    need("stabilisation_factor", 0 < c.stabilisation_factor <= 1, "in (0, 1]")
+    need("decay_coefficient", c.decay_coefficient >= 0, ">= 0")
+    need("decay_fraction", 0 <= c.decay_fraction <= 1, "in [0, 1]")
+    need("step_decay_epochs", all(e >= 1 for e in c.step_decay_epochs), "epochs >= 1")
+    need("step_decay_gamma", 0 < c.step_decay_gamma <= 1, "in (0, 1]")
+    need("threads_per_rank", c.threads_per_rank >= 0, ">= 0 (0: TensorFlow decides)")
+    need("divergence_factor", c.divergence_factor == 0 or c.divergence_factor > 1,
+         "0 (off) or > 1")
+    need("early_stopping_patience", c.early_stopping_patience >= 0, ">= 0 (0: off)")
+    need("early_stopping_min_delta", c.early_stopping_min_delta >= 0, ">= 0")
+    need("steps_per_epoch", c.steps_per_epoch is None or c.steps_per_epoch >= 1,
+         "null or >= 1")
+    need("validation_steps", c.validation_steps is None or c.validation_steps >= 1,
+         "null or >= 1")
+    need("checkpoint_every", c.checkpoint_every >= 1, ">= 1")
+    need("keep_checkpoints", c.keep_checkpoints >= 1, ">= 1")
+    need("sync_every_steps", c.sync_every_steps >= 1, ">= 1")
+    need("sample_interval_s", c.sample_interval_s > 0, "> 0")
+    need("builder", c.builder is None or ":" in c.builder,
+         "null or 'module:function' / 'path/file.py:function'")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Where a run reads and writes, and what it is (the CLI arguments other than hparams)."""
+
+    train_store: Path
+    val_store: Path
+    out: Path
+    dataset: str
+    arch: str
+    policy: str
+    seed: int
+    repeat: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"--policy: unknown {self.policy!r}, expected one of {POLICIES}")
+        if self.seed < 0:
+            raise ValueError(f"--seed: must be >= 0, got {self.seed}")
+        for name in ("train_store", "val_store", "out"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+
+def parse_hparams(text: str | None) -> TrainConfig:
+    """Parse the ``--hparams`` JSON string (or ``@file.json``) into a :class:`TrainConfig`.
+
+    Raises:
+        ValueError: invalid JSON, a non-object, or any :meth:`TrainConfig.from_mapping` error.
+    """
+    if not text:
+        return TrainConfig()
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        mapping = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--hparams: not valid JSON ({err})") from None
+    if not isinstance(mapping, dict):
+        raise ValueError(f"--hparams: expected a JSON object, got {type(mapping).__name__}")
+    return TrainConfig.from_mapping(mapping)

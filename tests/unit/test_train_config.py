@@ -1,0 +1,96 @@
+"""TrainConfig: defaults, unknown keys, types and ranges (no TensorFlow needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from segscale.train_config import RunSpec, TrainConfig, parse_hparams
+
+
+def test_defaults_are_thesis_unet():
+    c = TrainConfig()
+    assert (c.optimizer, c.batch_size, c.epochs, c.lr, c.warmup_epochs) == (
+        "sgd", 7, 100, 1e-5, 5)
+
+
+def test_round_trip_through_json():
+    c = TrainConfig.from_mapping({"epochs": 3, "model": {"depth": 2, "base_filters": 4},
+                                  "step_decay": {"epochs": [2, 1], "gamma": 0.5}})
+    again = TrainConfig.from_mapping(json.loads(json.dumps(c.to_dict())))
+    assert again == c
+    assert c.step_decay_epochs == (1, 2) and c.step_decay_gamma == 0.5
+    assert dict(c.model) == {"depth": 2, "base_filters": 4}
+
+
+def test_model_mapping_is_read_only():
+    c = TrainConfig.from_mapping({"model": {"depth": 2}})
+    with pytest.raises(TypeError):
+        c.model["depth"] = 3
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ValueError, match="'epoch'"):
+        TrainConfig.from_mapping({"epoch": 3})
+
+
+@pytest.mark.parametrize("key, value", [
+    ("epochs", 0), ("batch_size", 0), ("lr", 0), ("lr", -1e-3), ("optimizer", "rmsprop"),
+    ("momentum", 1.0), ("loss", "focal"), ("warmup_epochs", -1),
+    ("stabilisation_factor", 0), ("stabilisation_factor", 2), ("decay_coefficient", -1),
+    ("decay_fraction", 1.5), ("step_decay_gamma", 0), ("step_decay_epochs", [0]),
+    ("threads_per_rank", -1), ("divergence_factor", 0.5), ("early_stopping_patience", -1),
+    ("steps_per_epoch", 0), ("validation_steps", 0), ("checkpoint_every", 0),
+    ("keep_checkpoints", 0), ("sync_every_steps", 0), ("sample_interval_s", 0),
+    ("builder", "no_colon"),
+])
+def test_out_of_range_names_the_key(key, value):
+    with pytest.raises(ValueError, match=f"hparams.{key}"):
+        TrainConfig.from_mapping({key: value})
+
+
+@pytest.mark.parametrize("key, value", [
+    ("epochs", 2.5), ("epochs", "3"), ("epochs", True), ("lr", "1e-3"), ("fp16_allreduce", 1),
+    ("model", [1]), ("step_decay_epochs", [1.5]), ("epochs", None),
+])
+def test_wrong_type_names_the_key(key, value):
+    with pytest.raises(ValueError, match=f"hparams.{key}"):
+        TrainConfig.from_mapping({key: value})
+
+
+def test_int_accepted_for_float_and_null_for_optional():
+    c = TrainConfig.from_mapping({"lr": 1, "steps_per_epoch": None})
+    assert c.lr == 1.0 and isinstance(c.lr, float) and c.steps_per_epoch is None
+
+
+def test_bad_step_decay_shape():
+    with pytest.raises(ValueError, match="step_decay"):
+        TrainConfig.from_mapping({"step_decay": {"milestones": [3]}})
+
+
+def test_schedule_uses_config():
+    s = TrainConfig(epochs=12, lr=2.0, warmup_epochs=3).schedule("gradual", 4, 10)
+    assert (s.base_lr, s.n_ranks, s.epochs, s.steps_per_epoch, s.warmup_epochs) == (
+        2.0, 4, 12, 10, 3)
+
+
+def test_parse_hparams(tmp_path):
+    assert parse_hparams(None) == TrainConfig()
+    assert parse_hparams('{"epochs": 2}').epochs == 2
+    f = tmp_path / "h.json"
+    f.write_text('{"batch_size": 3}')
+    assert parse_hparams(f"@{f}").batch_size == 3
+    with pytest.raises(ValueError, match="JSON"):
+        parse_hparams("{epochs: 2}")
+    with pytest.raises(ValueError, match="object"):
+        parse_hparams("[1]")
+
+
+def test_run_spec_validates_policy_and_seed(tmp_path):
+    spec = RunSpec(tmp_path, tmp_path, tmp_path / "run", "demo", "unet", "grescale", 0)
+    assert spec.to_dict()["out"] == str(tmp_path / "run")
+    with pytest.raises(ValueError, match="--policy"):
+        RunSpec(tmp_path, tmp_path, tmp_path, "demo", "unet", "linear", 0)
+    with pytest.raises(ValueError, match="--seed"):
+        RunSpec(tmp_path, tmp_path, tmp_path, "demo", "unet", "none", -1)
