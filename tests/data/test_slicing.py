@@ -1,0 +1,157 @@
+"""Slicing transforms: hand-computed cases, properties, and image/label alignment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segscale.data import slicing
+from segscale.data.params import NormaliseParams, SliceParams
+
+
+def test_select_channels_3d_counts_as_one_channel():
+    vol = np.arange(24).reshape(2, 3, 4)
+    out = slicing.select_channels(vol, (0,))
+    assert out.shape == (2, 3, 4, 1)
+    np.testing.assert_array_equal(out[..., 0], vol)
+
+
+def test_select_channels_picks_and_orders():
+    vol = np.stack([np.full((2, 2, 2), c) for c in range(4)], axis=-1)
+    out = slicing.select_channels(vol, (3, 1))
+    assert out[0, 0, 0].tolist() == [3, 1]
+
+
+def test_select_channels_missing_channel_is_named():
+    with pytest.raises(ValueError, match=r"channel\(s\) \[4\].*has 4"):
+        slicing.select_channels(np.zeros((2, 2, 2, 4)), (4,))
+
+
+def test_map_labels_whole_tumour():
+    raw = np.array([[0, 1], [2, 3]])
+    np.testing.assert_array_equal(slicing.map_labels(raw, (0, 1, 1, 1)), [[0, 1], [1, 1]])
+
+
+def test_map_labels_rejects_unmapped_value():
+    with pytest.raises(ValueError, match="label_map covers 0..1"):
+        slicing.map_labels(np.array([0, 2]), (0, 1))
+
+
+@pytest.mark.parametrize(("length", "count", "expected"), [
+    (10, 3, [0, 4, 9]),          # linspace(0, 9, 3) = 0, 4.5, 9; 4.5 rounds to even
+    (5, 8, [0, 1, 2, 3, 4]),     # more asked than exist: every slice once
+    (7, 1, [0]),
+])
+def test_choose_slices_even(length, count, expected):
+    label = np.zeros((2, 2, length), np.uint8)
+    got = slicing.choose_slices(label, SliceParams(axis=2, count=count, select="even"))
+    assert got.tolist() == expected
+
+
+def test_choose_slices_labelled_extent_with_margin():
+    label = np.zeros((3, 3, 20), np.uint8)
+    label[1, 1, 8:11] = 1  # foreground on slices 8, 9, 10
+    got = slicing.choose_slices(label, SliceParams(axis=2, count=50, select="labelled", margin=2))
+    assert got.tolist() == list(range(6, 13))
+
+
+def test_choose_slices_labelled_margin_clipped_at_edges():
+    label = np.zeros((3, 3, 6), np.uint8)
+    label[0, 0, 0] = 1
+    got = slicing.choose_slices(label, SliceParams(axis=2, count=10, select="labelled", margin=3))
+    assert got.tolist() == [0, 1, 2, 3]
+
+
+def test_choose_slices_empty_label_falls_back_to_even():
+    label = np.zeros((3, 3, 9), np.uint8)
+    got = slicing.choose_slices(label, SliceParams(axis=2, count=3, select="labelled"))
+    assert got.tolist() == [0, 4, 8]
+
+
+def test_choose_slices_other_axis():
+    label = np.zeros((6, 3, 3), np.uint8)
+    label[2:4] = 1
+    got = slicing.choose_slices(label, SliceParams(axis=0, count=9, select="labelled"))
+    assert got.tolist() == [2, 3]
+
+
+def test_normalise_zscore_over_nonzero_mask():
+    vol = np.zeros((4, 4, 4, 1), np.float32)
+    vol[1:3, 1:3, 1:3, 0] = np.arange(8).reshape(2, 2, 2) + 10
+    out = slicing.normalise(vol, NormaliseParams(method="zscore", mask="nonzero",
+                                                 clip_percentiles=None))
+    body = out[1:3, 1:3, 1:3, 0]
+    assert body.mean() == pytest.approx(0, abs=1e-6)
+    assert body.std() == pytest.approx(1, abs=1e-6)
+    assert np.count_nonzero(out) == np.count_nonzero(body)  # outside the body stays 0
+
+
+def test_normalise_constant_channel_gives_zeros_not_nan():
+    vol = np.full((3, 3, 3, 2), 5.0)
+    out = slicing.normalise(vol, NormaliseParams(method="zscore"))
+    assert np.all(out == 0)
+
+
+def test_normalise_minmax_with_clipping():
+    vol = np.arange(1, 101, dtype=np.float32).reshape(1, 1, 100, 1)
+    out = slicing.normalise(vol, NormaliseParams(method="minmax", mask="all",
+                                                 clip_percentiles=(10, 90)))
+    assert out.min() == 0 and out.max() == 1
+    assert np.count_nonzero(out == 1) == 10  # 91..100 clipped to the 90th percentile (90.1)
+
+
+def test_resize_identity_is_exact():
+    img = np.random.default_rng(0).random((7, 5, 2))
+    np.testing.assert_allclose(slicing.resize_image(img, (7, 5)), img, rtol=1e-6)
+
+
+def test_resize_label_hand_computed_downsample():
+    label = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]], np.uint8)
+    np.testing.assert_array_equal(slicing.resize_label(label, (2, 2)), [[0, 1], [2, 3]])
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(3, 40), w=st.integers(3, 40), oh=st.integers(8, 48), ow=st.integers(8, 48),
+       seed=st.integers(0, 1000))
+def test_resize_label_never_invents_values(h, w, oh, ow, seed):
+    label = np.random.default_rng(seed).integers(0, 4, (h, w)).astype(np.uint8)
+    out = slicing.resize_label(label, (oh, ow))
+    assert out.shape == (oh, ow)
+    assert set(np.unique(out)) <= set(np.unique(label))
+
+
+@settings(max_examples=25, deadline=None)
+@given(value=st.floats(-100, 100), oh=st.integers(8, 40), ow=st.integers(8, 40))
+def test_resize_image_of_constant_is_constant(value, oh, ow):
+    out = slicing.resize_image(np.full((11, 6, 1), value, np.float32), (oh, ow))
+    np.testing.assert_allclose(out, value, rtol=1e-5, atol=1e-5)
+
+
+def _computable_volume(shape=(41, 29, 9)):
+    """An image whose label is computable from it: label = (image > 0.5) with the image a
+    smooth off-centre, anisotropic blob. Non-square in-plane catches transposed axes."""
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    image = np.exp(-(((x - 0.2) / 0.5) ** 2 + ((y + 0.1) / 0.3) ** 2 + (z / 0.8) ** 2))
+    return image[..., None].astype(np.float32), (image > 0.5).astype(np.uint8)
+
+
+def test_alignment_exact_without_resizing():
+    image, label = _computable_volume()
+    imgs, labs = slicing.slice_volume(image, label, np.array([2, 4, 6]), axis=2, size=(41, 29))
+    np.testing.assert_array_equal(labs, (imgs[..., 0] > 0.5).astype(np.uint8))
+
+
+@pytest.mark.parametrize("size", [(64, 64), (20, 50), (128, 96)])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_alignment_survives_resizing(size, axis):
+    image, label = _computable_volume()
+    n = image.shape[axis]
+    imgs, labs = slicing.slice_volume(image, label, np.arange(n // 3, 2 * n // 3), axis, size)
+    predicted = imgs[..., 0] > 0.5
+    assert labs.shape == predicted.shape == (len(labs), *size)
+    assert labs.sum() > 0
+    # Only pixels on the blob's boundary may disagree between linear and nearest sampling.
+    disagreement = np.mean(predicted != labs.astype(bool))
+    assert disagreement < 0.03, disagreement
