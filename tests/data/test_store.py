@@ -50,7 +50,8 @@ def test_store_contents_match_the_source_volumes(heart_task, train_store):
     row = store.index.iloc[7]
     label = np.asarray(nib.load(str(heart_task / row["label"])).dataobj)
     from segscale.data.slicing import resize_label
-    np.testing.assert_array_equal(store.labels[7], resize_label(label[:, :, row["slice"]], (40, 24)))
+    expected = resize_label(label[:, :, row["slice"]], (40, 24))
+    np.testing.assert_array_equal(store.labels[7], expected)
 
 
 def test_manifest_records_provenance(heart_task, train_store):

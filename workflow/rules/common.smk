@@ -6,7 +6,6 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
-
 validate(config, "../schemas/config.schema.yaml")
 
 DATASETS = config["datasets"]

@@ -6,11 +6,11 @@ rule demo_dataset:
         meta="results/demo/{dataset}/dataset.json",
     log:
         "results/logs/demo/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
     params:
         kind=demo_kind,
         out=output_dir,
-    conda:
-        "../../envs/data.yaml"
     shell:
         "python -m segscale.data.demo --kind {params.kind} --out {params.out:q} > {log:q} 2>&1"
 
@@ -22,12 +22,12 @@ rule inspect:
         report="results/data/{dataset}/inspect.json",
     log:
         "results/logs/data/{dataset}/inspect.log",
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
     params:
         root=root_param,
         settings=dataset_params_json,
-    threads: 2
-    conda:
-        "../../envs/data.yaml"
     shell:
         "python -m segscale.data.inspect --root {params.root:q} --name {wildcards.dataset}"
         " --params {params.settings:q} --report {output.report:q} --threads {threads}"
@@ -41,10 +41,10 @@ rule split:
         split="results/data/{dataset}/split.json",
     log:
         "results/logs/data/{dataset}/split.log",
-    params:
-        settings=dataset_params_json,
     conda:
         "../../envs/data.yaml"
+    params:
+        settings=dataset_params_json,
     shell:
         "python -m segscale.data.split --inspect {input:q} --name {wildcards.dataset}"
         " --params {params.settings:q} --out {output.split:q} > {log:q} 2>&1"
@@ -66,12 +66,12 @@ rule slice_store:
         "results/logs/data/{dataset}/slice_{split}.log",
     benchmark:
         "results/benchmarks/data/{dataset}/slice_{split}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
     params:
         settings=dataset_params_json,
         out=output_dir,
-    threads: 2
-    conda:
-        "../../envs/data.yaml"
     shell:
         "python -m segscale.data.build --name {wildcards.dataset} --params {params.settings:q}"
         " --inspect {input.inspect:q} --split-file {input.split:q} --split {wildcards.split}"
@@ -93,13 +93,13 @@ rule augment:
         "results/logs/data/{dataset}/augment.log",
     benchmark:
         "results/benchmarks/data/{dataset}/augment.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
     params:
         settings=dataset_params_json,
         store=store_dir,
         out=output_dir,
-    threads: 2
-    conda:
-        "../../envs/data.yaml"
     shell:
         "python -m segscale.data.augment --name {wildcards.dataset} --params {params.settings:q}"
         " --store {params.store:q} --out {params.out:q} --threads {threads} > {log:q} 2>&1"

@@ -139,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
     import logging
-    import sys
 
     from segscale.data.params import DatasetParams
 

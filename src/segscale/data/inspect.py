@@ -21,8 +21,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from segscale.data.msd import (Case, DatasetError, declared_labels, load_volume,
-                               read_dataset_json, resolve, training_cases)
+from segscale.data.msd import (
+    Case,
+    DatasetError,
+    declared_labels,
+    load_volume,
+    read_dataset_json,
+    resolve,
+    training_cases,
+)
 from segscale.data.params import DatasetParams
 from segscale.io import write_json
 from segscale.provenance import describe_environment
@@ -32,7 +39,8 @@ log = logging.getLogger(__name__)
 AFFINE_TOLERANCE_MM = 1e-3
 
 
-def check_case(root: Path, case: Case, n_modalities: int, allowed: set[int]) -> tuple[dict, list[str]]:
+def check_case(root: Path, case: Case, n_modalities: int,
+               allowed: set[int]) -> tuple[dict, list[str]]:
     """Validate one image/label pair.
 
     Returns:

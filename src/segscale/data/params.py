@@ -57,7 +57,8 @@ class NormaliseParams:
 
     def __post_init__(self) -> None:
         if self.method not in ("zscore", "minmax", "none"):
-            raise ValueError(f"normalise.method must be zscore, minmax or none, got {self.method!r}")
+            raise ValueError(f"normalise.method must be zscore, minmax or none, "
+                             f"got {self.method!r}")
         if self.mask not in ("nonzero", "all"):
             raise ValueError(f"normalise.mask must be nonzero or all, got {self.mask!r}")
         if self.clip_percentiles is not None:
@@ -130,16 +131,19 @@ class DatasetParams:
     augment: AugmentParams = field(default_factory=AugmentParams)
 
     def __post_init__(self) -> None:
-        if not self.channels or min(self.channels) < 0 or len(set(self.channels)) != len(self.channels):
+        channels = self.channels
+        if not channels or min(channels) < 0 or len(set(channels)) != len(channels):
             raise ValueError(f"channels must be distinct indices >= 0, got {list(self.channels)}")
         if not self.label_map or min(self.label_map) < 0 or self.label_map[0] != 0:
             raise ValueError(f"label_map must map raw label 0 (background) to class 0 and use "
                              f"classes >= 0, got {list(self.label_map)}")
         classes = sorted(set(self.label_map))
         if classes != list(range(len(classes))):
-            raise ValueError(f"label_map must use consecutive classes 0..K-1, got {list(self.label_map)}")
+            raise ValueError(f"label_map must use consecutive classes 0..K-1, "
+                             f"got {list(self.label_map)}")
         if self.class_names and len(self.class_names) != len(classes):
-            raise ValueError(f"class_names has {len(self.class_names)} names for {len(classes)} classes")
+            raise ValueError(f"class_names has {len(self.class_names)} names for "
+                             f"{len(classes)} classes")
         if len(self.size) != 2 or min(self.size) < 8:
             raise ValueError(f"size must be [height, width] >= 8, got {list(self.size)}")
         if self.image_dtype not in ("float16", "float32"):

