@@ -1,0 +1,335 @@
+"""Keras callbacks of a training run: lr schedule, history, divergence, checkpoints, stopping.
+
+Imported only by :mod:`segscale.train` (it needs TensorFlow). The callbacks share one
+:class:`RunState` and must run in the order :func:`segscale.train.make_callbacks` gives:
+Horovod's metric averaging first, so every rank sees the same epoch logs and takes the same
+decision; then lr, history, divergence, early stopping, checkpoint and the stop check.
+
+Every decision that ends training early is taken identically on all ranks (from averaged epoch
+logs, or from a max-allreduce of per-rank flags every ``sync_every_steps`` steps), because a
+rank leaving ``fit`` alone would leave the others blocked in their next allreduce. It is
+announced by raising :class:`StopRun`, which leaves ``fit`` at once on every rank.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from segscale.checkpoint import write_checkpoint
+from segscale.schedules import Schedule, learning_rate
+
+log = logging.getLogger(__name__)
+
+FAULT_SIGNAL_ENV = "SEGSCALE_FAULT_SIGNAL_AFTER_EPOCH"
+
+
+class StopRun(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Leave ``fit`` now on every rank; ``status`` is ``diverged``, ``preempted`` or
+    ``early_stopped``."""
+
+    def __init__(self, status: str, detail: str = "") -> None:
+        super().__init__(f"{status}: {detail}" if detail else status)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass
+class Comm:
+    """The collectives the callbacks need, so they can be exercised without Horovod."""
+
+    rank: int = 0
+    size: int = 1
+    allreduce_max: Callable[[np.ndarray], np.ndarray] = field(default=lambda a: a)
+
+
+@dataclass
+class RunState:
+    """What training has produced so far; the JSON part goes into every checkpoint."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val_loss: float = math.inf
+    wait: int = 0
+    reference_loss: float | None = None
+    finish_reason: str | None = None
+    divergence: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"history": [dict(r) for r in self.history],
+                "best_val_loss": self.best_val_loss, "wait": self.wait,
+                "reference_loss": self.reference_loss, "finish_reason": self.finish_reason}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunState:
+        return cls(history=list(data.get("history", [])),
+                   best_val_loss=float(data.get("best_val_loss", math.inf)),
+                   wait=int(data.get("wait", 0)),
+                   reference_loss=data.get("reference_loss"),
+                   finish_reason=data.get("finish_reason"))
+
+
+class LearningRateCallback(tf.keras.callbacks.Callback):
+    """Applies ``learning_rate(schedule, epoch, step)`` before every step; logs ``lr``.
+
+    The value logged per epoch is the one applied at its first step (GreScale and gradual
+    ramp within the epoch; every other policy is constant over an epoch).
+    """
+
+    def __init__(self, schedule: Schedule) -> None:
+        super().__init__()
+        self.schedule = schedule
+        self.epoch = 0
+        self.current: float | None = None
+        self.epoch_lr: dict[int, float] = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = min(batch, self.schedule.steps_per_epoch - 1)
+        lr = learning_rate(self.schedule, self.epoch, step)
+        if batch == 0:
+            self.epoch_lr[self.epoch] = lr
+        if lr != self.current:
+            tf.keras.backend.set_value(self.model.optimizer.lr, lr)
+            self.current = lr
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["lr"] = self.epoch_lr.get(epoch, learning_rate(self.schedule, epoch, 0))
+
+
+class HistoryCallback(tf.keras.callbacks.Callback):
+    """One history row per epoch: lr, losses, val Dice, wall time (max over ranks), images/s.
+
+    ``epoch_time_s`` spans the whole epoch including validation; ``images_per_s`` divides
+    the images all ranks trained on by the training part of the epoch (validation excluded),
+    both as the slowest rank saw them.
+    """
+
+    def __init__(self, state: RunState, comm: Comm, images_per_step: int,
+                 writer: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+        super().__init__()
+        self.state = state
+        self.comm = comm
+        self.images_per_step = images_per_step  # global: batch x ranks
+        self.writer = writer
+        self.t0 = 0.0
+        self.t_train = 0.0
+        self.steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        self.t_train = time.perf_counter() - self.t0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        t_epoch = time.perf_counter() - self.t0
+        t_epoch, t_train = (float(v) for v in
+                            self.comm.allreduce_max(np.array([t_epoch, self.t_train])))
+        row = {
+            "epoch": int(epoch),
+            "lr": float(logs.get("lr", math.nan)),
+            "loss": float(logs.get("loss", math.nan)),
+            "val_loss": float(logs.get("val_loss", math.nan)),
+            "val_dice": float(logs.get("val_dice", math.nan)),
+            "epoch_time_s": t_epoch,
+            "images_per_s": self.steps * self.images_per_step / t_train if t_train else math.nan,
+            "ranks": self.comm.size,
+        }
+        self.state.history.append(row)
+        log.info("epoch %d: lr %.3g loss %.4f val_loss %.4f val_dice %.4f %.1fs %.1f img/s",
+                 epoch, row["lr"], row["loss"], row["val_loss"], row["val_dice"],
+                 row["epoch_time_s"], row["images_per_s"])
+        if self.writer is not None:
+            self.writer(self.state.history)
+
+
+class DivergenceCallback(tf.keras.callbacks.Callback):
+    """Stops a diverging run: non-finite loss, or loss above ``factor`` x reference.
+
+    The reference is the lowest epoch loss so far (before the first epoch ends: the first
+    step's loss). Every ``sync_every`` steps the ranks max-allreduce their flags
+    ``[signal, non-finite, exploded]`` (sticky between checks), which also delivers a
+    SIGTERM/SIGUSR1 received by any rank; at epoch end the rank-averaged loss decides.
+    ``factor == 0`` checks only for non-finite values.
+    """
+
+    def __init__(self, state: RunState, comm: Comm, factor: float, sync_every: int,
+                 signals: Any = None) -> None:
+        super().__init__()
+        self.state = state
+        self.comm = comm
+        self.factor = factor
+        self.sync_every = sync_every
+        self.signals = signals
+        self.global_step = 0
+        self.epoch = 0
+        self.flags = np.zeros(3)
+        self.first_loss: float | None = None
+
+    def _reference(self) -> float | None:
+        return self.state.reference_loss if self.state.reference_loss is not None \
+            else self.first_loss
+
+    def _exploded(self, loss: float) -> bool:
+        ref = self._reference()
+        return bool(self.factor and ref is not None and ref > 0 and loss > self.factor * ref)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.global_step += 1
+        loss = float((logs or {}).get("loss", math.nan))
+        if self.first_loss is None and math.isfinite(loss):
+            self.first_loss = loss
+        self.flags[0] = max(self.flags[0], float(bool(self.signals and self.signals.is_set())))
+        self.flags[1] = max(self.flags[1], float(not math.isfinite(loss)))
+        self.flags[2] = max(self.flags[2], float(math.isfinite(loss) and self._exploded(loss)))
+        if self.global_step % self.sync_every:
+            return
+        flags = self.comm.allreduce_max(self.flags.copy())
+        self.flags[:] = 0
+        if flags[1] or flags[2]:
+            self.state.divergence = {"epoch": self.epoch, "step": int(batch),
+                                     "loss": loss, "reference_loss": self._reference(),
+                                     "reason": "non-finite loss" if flags[1] else "loss explosion"}
+            raise StopRun("diverged", f"epoch {self.epoch} step {batch}: "
+                                      f"{self.state.divergence['reason']}")
+        if flags[0]:
+            raise StopRun("preempted", f"signal received, epoch {self.epoch} step {batch}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = float((logs or {}).get("loss", math.nan))
+        if not math.isfinite(loss) or self._exploded(loss):
+            reason = "non-finite loss" if not math.isfinite(loss) else "loss explosion"
+            self.state.divergence = {"epoch": int(epoch), "step": None, "loss": loss,
+                                     "reference_loss": self._reference(), "reason": reason}
+            raise StopRun("diverged", f"epoch {epoch}: {reason}")
+        ref = self.state.reference_loss
+        self.state.reference_loss = loss if ref is None else min(ref, loss)
+
+
+class EarlyStoppingCallback(tf.keras.callbacks.Callback):
+    """Marks the run finished when ``val_loss`` has not improved by ``min_delta`` for
+    ``patience`` epochs (0 disables); the stop itself happens after the checkpoint."""
+
+    def __init__(self, state: RunState, patience: int, min_delta: float = 0.0) -> None:
+        super().__init__()
+        self.state = state
+        self.patience = patience
+        self.min_delta = min_delta
+
+    def on_epoch_end(self, epoch, logs=None):
+        val = float((logs or {}).get("val_loss", math.nan))
+        if not self.patience or not math.isfinite(val):
+            return
+        if val < self.state.best_val_loss - self.min_delta:
+            self.state.best_val_loss, self.state.wait = val, 0
+        else:
+            self.state.wait += 1
+            if self.state.wait >= self.patience:
+                self.state.finish_reason = "early_stopped"
+
+
+@dataclass
+class Snapshot:
+    """Model and optimizer state after ``epochs_completed`` epochs (rank 0's copy)."""
+
+    epochs_completed: int
+    weights: list[np.ndarray]
+    optimizer: list[np.ndarray]
+    state: dict[str, Any]
+    written: bool = False
+
+
+class Checkpointer:
+    """Keeps the last epoch-end snapshot in memory (rank 0) and writes it on request.
+
+    The in-memory copy lets a preempted or diverged run still write / export the last good
+    epoch even when ``checkpoint_every`` > 1 skipped writing it.
+    """
+
+    def __init__(self, root: Path, fingerprint: str, keep: int, rank: int,
+                 state: RunState) -> None:
+        self.root = Path(root)
+        self.fingerprint = fingerprint
+        self.keep = keep
+        self.rank = rank
+        self.state = state
+        self.last: Snapshot | None = None
+
+    def snapshot(self, model: tf.keras.Model, epochs_completed: int) -> None:
+        if self.rank == 0:
+            self.last = Snapshot(epochs_completed, model.get_weights(),
+                                 model.optimizer.get_weights(), self.state.to_json())
+
+    def write(self) -> Path | None:
+        """Write the last snapshot unless already written (rank 0 only)."""
+        snap = self.last
+        if self.rank != 0 or snap is None or snap.written:
+            return None
+        path = write_checkpoint(self.root, snap.epochs_completed, self.fingerprint,
+                                {"weights": snap.weights, "optimizer": snap.optimizer},
+                                snap.state, keep=self.keep)
+        snap.written = True
+        log.info("checkpoint %s", path)
+        return path
+
+
+class CheckpointCallback(tf.keras.callbacks.Callback):
+    """Snapshots every epoch; writes every ``every`` epochs, the last one, and when finishing."""
+
+    def __init__(self, checkpointer: Checkpointer, every: int, epochs: int) -> None:
+        super().__init__()
+        self.checkpointer = checkpointer
+        self.every = every
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        self.checkpointer.snapshot(self.model, done)
+        if (done % self.every == 0 or done >= self.epochs
+                or self.checkpointer.state.finish_reason):
+            self.checkpointer.write()
+
+
+class StopCallback(tf.keras.callbacks.Callback):
+    """After the checkpoint: stop on early stopping or on a signal any rank received.
+
+    ``SEGSCALE_FAULT_SIGNAL_AFTER_EPOCH=k`` makes rank 0 send itself SIGUSR1 at the end of
+    epoch ``k`` (tests and drills of the preemption path).
+    """
+
+    def __init__(self, state: RunState, comm: Comm, signals: Any) -> None:
+        super().__init__()
+        self.state = state
+        self.comm = comm
+        self.signals = signals
+        fault = os.environ.get(FAULT_SIGNAL_ENV, "")
+        self.fault_epoch = int(fault) if fault.strip().lstrip("-").isdigit() else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.fault_epoch == epoch and self.comm.rank == 0:
+            log.warning("%s=%d: sending SIGUSR1 to myself", FAULT_SIGNAL_ENV, epoch)
+            os.kill(os.getpid(), signal.SIGUSR1)
+        local = float(bool(self.signals and self.signals.is_set()))
+        if self.comm.allreduce_max(np.array([local]))[0]:
+            raise StopRun("preempted", f"signal received by a rank, after epoch {epoch}")
+        if self.state.finish_reason == "early_stopped":
+            raise StopRun("early_stopped", f"no val_loss improvement, after epoch {epoch}")
