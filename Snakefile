@@ -14,12 +14,28 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
 
 
 rule all:
+    default_target: True
     input:
         data_targets,
-    default_target: True
+        rules.plots.output,
+    localrule: True
+
+
+rule figures:
+    input:
+        rules.plots.output,
+    localrule: True
+
+
+rule runs:
+    input:
+        all_run_metrics,
     localrule: True
 
 

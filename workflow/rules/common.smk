@@ -1,5 +1,7 @@
 # Validation, the sweep table and the input/param helpers the rules use. No rules here.
 import itertools
+import os
+import shlex
 import json
 from pathlib import Path
 
@@ -73,3 +75,184 @@ def data_targets(wildcards):
     return expand(rules.slice_store.output, dataset=names, split=SPLITS) + expand(
         rules.augment.output, dataset=names
     )
+
+
+# ---- the sweep ---------------------------------------------------------------------------
+
+SWEEP = config["sweep"]
+SWEEP.setdefault("datasets", list(DATASETS))
+ARCHS = config.get("archs", {})
+POLICIES = ("none", "constant", "gradual", "grescale")
+PURE_WARMUPS = ("constant", "gradual")  # on 1 GPU they are the same run as "none"
+
+
+wildcard_constraints:
+    arch="|".join(ARCHS) or "unet",
+    policy="|".join(POLICIES),
+    n=r"[1-9]\d*",
+    r=r"\d+",
+
+
+def check_sweep_names():
+    """Sweep entries must name configured datasets and architectures."""
+    for key, known in (("datasets", DATASETS), ("archs", ARCHS)):
+        unknown = sorted(set(SWEEP[key]) - set(known))
+        if unknown:
+            raise ValueError(
+                f"config sweep.{key}: {unknown} not defined under '{key}' "
+                f"(defined: {sorted(known)})"
+            )
+
+
+check_sweep_names()
+
+
+def sweep_table():
+    """One row per run: dataset, arch, policy, n (GPUs = ranks), r (repeat = seed)."""
+    keys = ("datasets", "archs", "policies", "gpus")
+    grid = itertools.product(*(SWEEP[k] for k in keys), range(SWEEP["repeats"]))
+    df = pd.DataFrame(grid, columns=["dataset", "arch", "policy", "n", "r"])
+    return df[(df.n > 1) | ~df.policy.isin(PURE_WARMUPS)].reset_index(drop=True)
+
+
+def all_run_metrics(wildcards):
+    """metrics.json of every run of the sweep (what the figures depend on)."""
+    return expand(rules.evaluate.output.metrics, zip, **sweep_table().to_dict("list"))
+
+
+def stored_run_metrics(wildcards):
+    """With stored_only, only the runs already evaluated: nothing is (re)trained."""
+    wanted = all_run_metrics(wildcards)
+    if config.get("stored_only"):
+        return [path for path in wanted if Path(path).exists()]
+    return wanted
+
+
+def maybe_protected(path):
+    """protected() for full studies (config protect_metrics), plain otherwise."""
+    return protected(path) if config.get("protect_metrics") else path
+
+
+def store_files(dataset, split):
+    """The four files of a slice store (manifest last)."""
+    return expand(rules.slice_store.output, dataset=dataset, split=split)
+
+
+def training_store(wildcards):
+    """Augmented training store when augmentation adds images, else the plain one."""
+    return rules.augment.output[-1].format(dataset=wildcards.dataset)
+
+
+def validation_store(wildcards):
+    return store_files(wildcards.dataset, "val")[-1]
+
+
+def test_store(wildcards):
+    return store_files(wildcards.dataset, "test")[-1]
+
+
+def hparams_json(wildcards):
+    """The run's hyper-parameters: the architecture's, with the dataset's lr override."""
+    hparams = dict(ARCHS[wildcards.arch])
+    lr = dataset_section(wildcards.dataset).get("lr", {})
+    if wildcards.arch in lr:
+        hparams["lr"] = lr[wildcards.arch]
+    return json.dumps(hparams, sort_keys=True)
+
+
+def ranks(wildcards):
+    return int(wildcards.n)
+
+
+def nodes_for(wildcards):
+    return -(-int(wildcards.n) // config["gpus_per_node"])
+
+
+def gres_per_node(wildcards):
+    return f"gpu:{min(int(wildcards.n), config['gpus_per_node'])}"
+
+
+def mpi_launcher(wildcards):
+    """srun for multi-rank runs; the 1-GPU baseline runs bare (profiles may override)."""
+    return "srun" if int(wildcards.n) > 1 else None
+
+
+def train_runtime(wildcards):
+    """Minutes asked for: the 1-GPU estimate shrunk by N ** exponent, with a margin."""
+    res = config["train_resources"]
+    table = res["one_gpu_runtime"]
+    one_gpu = table.get(f"{wildcards.dataset}/{wildcards.arch}", table.get("default", 1440))
+    estimate = res["margin"] * one_gpu / int(wildcards.n) ** res["exponent"]
+    return max(res["minimum"], int(-(-estimate // 1)))
+
+
+def cpus_per_rank(wildcards):
+    return config["train_resources"]["cpus_per_rank"]
+
+
+def mem_per_cpu(wildcards):
+    return config["train_resources"]["mem_mb_per_cpu"]
+
+
+def launch_prefix(wildcards, resources):
+    """`<launcher> -n <ranks>` for multi-rank runs, nothing for the bare baseline.
+
+    The launcher comes from a profile; it is split and re-quoted word by word so nothing
+    configured reaches the shell unquoted.
+    """
+    launcher = resources.get("mpi")
+    if not launcher or launcher == "None":
+        return ""
+    return shlex.join([*shlex.split(str(launcher)), "-n", str(resources.tasks)])
+
+
+def train_python_bin():
+    """bin/ of the training environment: $SEGSCALE_TRAIN_ENV, else the project's
+    .venv-train (made by scripts/setup.sh), else none (conda: --use-conda)."""
+    explicit = os.environ.get("SEGSCALE_TRAIN_ENV")
+    if explicit:
+        return str(Path(explicit) / "bin")
+    local = Path(workflow.basedir) / ".venv-train" / "bin"
+    return str(local) if (local / "python").exists() else ""
+
+
+def train_env_prefix(wildcards):
+    """`PATH=<train env>/bin:$PATH` so launcher and ranks run the training interpreter."""
+    bin_dir = train_python_bin()
+    return f'PATH={shlex.quote(bin_dir)}:"$PATH"' if bin_dir else ""
+
+
+def run_dir(wildcards, output):
+    """The run directory (train and evaluate write into it)."""
+    return str(Path(output[0]).parent)
+
+
+def train_store_dir(wildcards, input):
+    return str(Path(input.train).parent)
+
+
+def val_store_dir(wildcards, input):
+    return str(Path(input.val).parent)
+
+
+def test_store_dir(wildcards, input):
+    return str(Path(input.store).parent)
+
+
+def model_run_dir(wildcards, input):
+    return str(Path(input.model).parent)
+
+
+def runs_root(wildcards):
+    """results/runs, scanned for run directories that failed before writing metrics."""
+    return str(Path(rules.train.output.history).parents[5])
+
+
+def input_dir(wildcards, input):
+    """The folder holding a rule's first input file."""
+    return str(Path(input[0]).parent)
+
+
+def curve_gpus(wildcards):
+    """GPU count of the per-epoch curves figure (default: the largest swept)."""
+    return config.get("curve_gpus") or max(SWEEP["gpus"])

@@ -1,0 +1,86 @@
+# All runs -> tidy tables -> figures. Local, cheap, and never a reason to retrain.
+
+
+rule aggregate:
+    input:
+        stored_run_metrics,
+    output:
+        runs="results/tables/runs.csv",
+        parquet="results/tables/runs.parquet",
+        summary=report(
+            "results/tables/summary.csv",
+            caption="../report/summary_table.rst",
+            category="Tables",
+        ),
+        scaling="results/tables/scaling.csv",
+        history="results/tables/history.csv",
+        resources="results/tables/resources.csv",
+    log:
+        "results/logs/aggregate.log",
+    localrule: True
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        runs_root=runs_root,
+    shell:
+        "python -m segscale.aggregate --metrics {input:q} --runs-root {params.runs_root:q}"
+        " --runs-csv {output.runs:q} --runs-parquet {output.parquet:q}"
+        " --summary {output.summary:q} --scaling {output.scaling:q}"
+        " --history {output.history:q} --resources {output.resources:q} > {log:q} 2>&1"
+
+
+rule plots:
+    input:
+        rules.aggregate.output,
+    output:
+        training_time=report(
+            "results/figures/training_time.png",
+            caption="../report/training_time.rst",
+            category="Scaling",
+        ),
+        speedup=report(
+            "results/figures/speedup.png",
+            caption="../report/speedup.rst",
+            category="Scaling",
+        ),
+        efficiency=report(
+            "results/figures/efficiency.png",
+            caption="../report/efficiency.rst",
+            category="Scaling",
+        ),
+        metrics=report(
+            "results/figures/metrics_vs_gpus.png",
+            caption="../report/metrics_vs_gpus.rst",
+            category="Accuracy",
+        ),
+        curves=report(
+            "results/figures/curves.png",
+            caption="../report/curves.rst",
+            category="Training curves",
+        ),
+        resources=report(
+            "results/figures/resources.png",
+            caption="../report/resources.rst",
+            category="Resources",
+        ),
+        svg=multiext(
+            "results/figures/",
+            "training_time.svg",
+            "speedup.svg",
+            "efficiency.svg",
+            "metrics_vs_gpus.svg",
+            "curves.svg",
+            "resources.svg",
+        ),
+    log:
+        "results/logs/plots.log",
+    localrule: True
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        tables=input_dir,
+        out=output_dir,
+        curve_gpus=curve_gpus,
+    shell:
+        "python -m segscale.plots --tables-dir {params.tables:q} --out-dir {params.out:q}"
+        " --curve-gpus {params.curve_gpus} > {log:q} 2>&1"
