@@ -1,0 +1,108 @@
+"""The sweep's DAG: job counts of the full thesis study, Slurm resource mapping per run,
+single-point targets, and figures from stored results scheduling no training."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from segscale.data.demo import generate
+
+from .helpers import REPO, snakemake
+
+pytestmark = pytest.mark.slow
+DEMO_CONFIG = REPO / "config" / "config.yaml"
+
+
+def _job_counts(text: str) -> dict[str, int]:
+    block = text[text.index("Job stats:"):]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+def _train_jobs(text: str) -> list[dict]:
+    """wildcards and resources of every train job in a dry run's output."""
+    jobs = []
+    for block in text.split("rule train:")[1:]:
+        wild = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"wildcards: (.*)", block)[1]))
+        res = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block)[1]))
+        shell = re.search(r"Shell command: (.*)", block)
+        jobs.append({**wild, **{f"res_{k}": v for k, v in res.items()},
+                     "shell": shell[1] if shell else ""})
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def thesis_config(tmp_path_factory):
+    """config/thesis.yaml with its roots pointed at tiny generated tasks."""
+    tmp = tmp_path_factory.mktemp("thesis")
+    config = yaml.safe_load((REPO / "config" / "thesis.yaml").read_text())
+    for name, kind in (("brats", "brats"), ("lasc", "heart")):
+        generate(kind, tmp / name, n_train=3, n_test=0)
+        config["datasets"][name]["root"] = str(tmp / name)
+    path = tmp / "thesis.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return tmp, path
+
+
+def test_full_thesis_sweep_builds_its_dag(thesis_config):
+    workdir, config = thesis_config
+    proc = snakemake(workdir, "-n", "-p", "--profile", str(REPO / "profiles" / "slurm"),
+                     "--configfile", str(config), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = _job_counts(proc.stdout)
+    # 2 datasets x 2 archs x (9 GPU counts > 1 x 3 policies + 1 GPU x {none, grescale}) x 5
+    assert counts["train"] == counts["predict"] == counts["evaluate"] == 2 * 2 * 29 * 5
+    assert counts["aggregate"] == counts["plots"] == 1
+    jobs = {(j["dataset"], j["arch"], j["policy"], j["n"], j["r"]): j
+            for j in _train_jobs(proc.stdout)}
+    big = jobs[("brats", "unet", "gradual", "18", "4")]
+    assert (big["res_tasks"], big["res_nodes"], big["res_gres"]) == ("18", "9", "gpu:2")
+    # runtime = max(15, ceil(1.5 * 1300 / 18 ** 0.9)) minutes
+    assert big["res_runtime"] == "145"
+    assert "srun -n 18 python -m segscale.train" in big["shell"]
+    assert "'lr\": 1e-05" not in big["shell"] and '"lr": 1e-05' in big["shell"]
+    lasc = jobs[("lasc", "fcn", "none", "1", "0")]
+    assert (lasc["res_tasks"], lasc["res_nodes"], lasc["res_gres"]) == ("1", "1", "gpu:1")
+    assert "res_mpi" not in lasc and " -n 1 " not in lasc["shell"]
+    assert '"lr": 3e-05' in lasc["shell"]  # the dataset's lr override for the FCN
+
+
+@pytest.mark.parametrize(("n", "nodes", "gres", "launch"), [
+    ("1", "1", "gpu:1", None),
+    ("2", "1", "gpu:2", "srun -n 2 python"),
+    ("3", "2", "gpu:2", "srun -n 3 python"),
+])
+def test_one_point_is_one_job_with_its_slurm_shape(tmp_path, n, nodes, gres, launch):
+    target = f"results/runs/demo-heart/unet/none/gpus{n}/rep0/metrics.json"
+    proc = snakemake(tmp_path, "-n", "-p", "--profile", str(REPO / "profiles" / "slurm"),
+                     "--configfile", str(DEMO_CONFIG), "--", target, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = _job_counts(proc.stdout)
+    assert counts["train"] == counts["predict"] == counts["evaluate"] == 1
+    assert "aggregate" not in counts
+    (job,) = _train_jobs(proc.stdout)
+    assert (job["res_tasks"], job["res_nodes"], job["res_gres"]) == (n, nodes, gres)
+    if launch:
+        assert launch in job["shell"]
+    else:
+        assert "srun" not in job["shell"]
+
+
+def test_figures_from_stored_results_schedule_no_training(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / "local"),
+                     "--configfile", str(DEMO_CONFIG), "--config", "stored_only=True", "--",
+                     "figures", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = _job_counts(proc.stdout)
+    assert set(counts) == {"aggregate", "plots", "figures", "total"}
+
+
+def test_unknown_sweep_entry_is_named(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("sweep: {archs: [resnet]}\n")
+    proc = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "config.yaml"),
+                     str(config), "--cores", "1", timeout=120)
+    assert proc.returncode != 0
+    assert "sweep.archs: ['resnet'] not defined" in proc.stdout + proc.stderr
