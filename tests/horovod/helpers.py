@@ -1,0 +1,91 @@
+"""Helpers for tests that train for real in the training environment (.venv-train).
+
+pytest itself runs in the workflow environment (no TensorFlow); training and prediction run
+in subprocesses of ``SEGSCALE_TRAIN_PYTHON`` (default ``<repo>/.venv-train/bin/python``),
+multi-rank runs through the ``horovodrun`` beside it (Gloo, local processes). Data: small
+demo-like stores (32x32 slices, a disk with a core: 3 classes) written with the store writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN_PYTHON = Path(os.environ.get("SEGSCALE_TRAIN_PYTHON",
+                                   REPO / ".venv-train" / "bin" / "python"))
+TINY = {"epochs": 2, "batch_size": 4, "lr": 0.01, "loss": "dice_ce",
+        "model": {"depth": 2, "base_filters": 4}, "threads_per_rank": 1,
+        "sample_interval_s": 0.5, "sync_every_steps": 2}
+
+
+def make_store(directory: Path, n: int, seed: int, size: int = 32) -> Path:
+    """A store of ``n`` noisy slices, each with a disk (class 1) around a core (class 2)."""
+    from segscale.data.store import SliceStoreWriter
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    images = rng.normal(0, 0.3, (n, size, size, 1)).astype(np.float32)
+    labels = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        cy, cx = rng.integers(8, size - 8, 2)
+        r = int(rng.integers(3, 7))
+        d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        labels[i][d2 <= r * r] = 1
+        labels[i][d2 <= (r / 2) ** 2] = 2
+        images[i, ..., 0] += labels[i]
+    writer = SliceStoreWriter(directory, n, (size, size), 1, "float32")
+    writer.write(0, images, labels)
+    index = pd.DataFrame({"patient": [f"demo_{i // 4:03d}" for i in range(n)],
+                          "slice": np.arange(n) % 4, "image": "x.nii.gz", "label": "y.nii.gz"})
+    writer.commit(index, {"dataset": "demo", "split": directory.name, "count": n,
+                          "n_classes": 3, "class_names": ["background", "disk", "core"],
+                          "image_shape": [size, size, 1]})
+    return directory
+
+
+@dataclass
+class Run:
+    out: Path
+    proc: subprocess.CompletedProcess
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.out / "run.json").read_text())
+
+    @property
+    def history(self) -> pd.DataFrame:
+        return pd.read_csv(self.out / "history.csv")
+
+
+def run_train(python: Path, stores: dict[str, Path], out: Path, hparams: dict, ranks: int = 1,
+              policy: str = "gradual", env: dict[str, str] | None = None,
+              timeout: int = 240) -> Run:
+    """Train with ``ranks`` local ranks (``horovodrun --gloo`` when > 1)."""
+    args = [str(python), "-m", "segscale.train", "--train-store", str(stores["train"]),
+            "--val-store", str(stores["val"]), "--out", str(out), "--dataset", "demo",
+            "--arch", "unet", "--policy", policy, "--seed", "0",
+            "--hparams", json.dumps(hparams)]
+    if ranks > 1:
+        args = [str(python.parent / "horovodrun"), "-np", str(ranks), "-H",
+                f"localhost:{ranks}", "--gloo", *args]
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMPI_MCA_mpi_yield_when_idle": "1",
+                "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                **(env or {})}
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=full_env,
+                          cwd=REPO)
+    return Run(out, proc)
+
+
+def run_python(python: Path, code: str, timeout: int = 120) -> str:
+    """Run ``code`` in the training environment; returns stdout (asserts success)."""
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout

@@ -1,0 +1,165 @@
+"""Real Horovod training on CPU: synchronised ranks, outputs, restart, divergence, predict."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from segscale.schedules import Schedule, epoch_learning_rates
+
+from .helpers import TINY, run_python, run_train
+
+pytestmark = [pytest.mark.horovod, pytest.mark.slow]
+
+
+def test_two_ranks_hold_identical_weights(two_rank_run, train_python):
+    man = two_rank_run.manifest
+    assert man["status"] == "ok" and man["n_ranks"] == 2 and len(man["hosts"]) == 2
+    digests = man["rank_weight_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    # the exported model holds those same weights
+    out = run_python(train_python, f"""
+import tensorflow as tf
+from segscale.train import weights_digest
+m = tf.keras.models.load_model({str(two_rank_run.out / "model.keras")!r}, compile=False)
+print(weights_digest(m.get_weights()))
+""")
+    assert out.strip().splitlines()[-1] == digests[0]
+
+
+def test_history_manifest_and_records_are_sane(two_rank_run):
+    man, hist = two_rank_run.manifest, two_rank_run.history
+    assert list(hist.columns) == ["epoch", "lr", "loss", "val_loss", "val_dice",
+                                  "epoch_time_s", "images_per_s", "ranks"]
+    assert hist["epoch"].tolist() == [0, 1] and (hist["ranks"] == 2).all()
+    # gradual warmup on 2 ranks: the logged lr is the policy's value for each epoch
+    steps = man["steps_per_epoch"]
+    assert steps == 48 // 2 // 4
+    expected = epoch_learning_rates(Schedule("gradual", 0.01, 2, 2, steps, warmup_epochs=5))
+    assert hist["lr"].tolist() == pytest.approx(expected)
+    assert hist[["loss", "val_loss"]].map(math.isfinite).all().all()
+    assert ((hist["val_dice"] > 0) & (hist["val_dice"] <= 1)).all()
+    assert (hist["epoch_time_s"] > 0).all() and (hist["images_per_s"] > 0).all()
+    assert man["epochs_planned"] == man["epochs_completed"] == 2
+    assert man["train_time_s"] == pytest.approx(hist["epoch_time_s"].sum())
+    assert man["resumed_from_epoch"] is None and man["repeat"] == 0 and man["seed"] == 0
+    assert man["hparams"]["model"] == TINY["model"] and man["global_batch"] == 8
+    env = man["environment"]
+    assert "tensorflow-cpu" in env["packages"] or "tensorflow" in env["packages"]
+    assert "horovod" in env["packages"] and env["cpu"]
+    assert (two_rank_run.out / "model.keras").is_file()
+    assert any((two_rank_run.out / "tensorboard").rglob("events.out.tfevents.*"))
+    for k in (0, 1):
+        res = pd.read_csv(two_rank_run.out / "resources" / f"rank{k}.csv")
+        assert list(res.columns) == ["time_s", "cpu_percent", "rss_mb", "gpu_util",
+                                     "gpu_mem_mb", "net_sent_bytes", "net_recv_bytes"]
+        assert len(res) >= 2 and (res["rss_mb"] > 50).all()
+
+
+def test_restart_after_signal_resumes(train_python, stores, two_rank_run, tmp_path):
+    """SIGUSR1 after epoch 0 on rank 0 only: both ranks stop, a rerun resumes at epoch 1."""
+    hp = {**TINY, "epochs": 3}
+    out = tmp_path / "restart"
+    first = run_train(train_python, stores, out, hp, ranks=2,
+                      env={"SEGSCALE_FAULT_SIGNAL_AFTER_EPOCH": "0"})
+    assert first.proc.returncode != 0, "a preempted run must not look finished"
+    assert "preempted" in first.proc.stderr
+    assert sorted(p.name for p in (out / "ckpt").iterdir()) == ["epoch-0001"]
+    assert not (out / "run.json").exists()
+
+    second = run_train(train_python, stores, out, hp, ranks=2)
+    assert second.proc.returncode == 0, second.proc.stderr[-4000:]
+    man, hist = second.manifest, second.history
+    assert man["status"] == "ok" and man["resumed_from_epoch"] == 1
+    assert man["epochs_completed"] == 3 and hist["epoch"].tolist() == [0, 1, 2]
+    # same seed, same data order per epoch: the resumed epoch 1 matches an unbroken run
+    unbroken = two_rank_run.history
+    assert hist["loss"].iloc[:2].tolist() == pytest.approx(unbroken["loss"].tolist(), rel=1e-3)
+
+
+def test_corrupted_checkpoint_is_never_loaded(train_python, stores, tmp_path):
+    out = tmp_path / "corrupt"
+    hp = {**TINY, "epochs": 2}
+    first = run_train(train_python, stores, out, hp)
+    assert first.proc.returncode == 0, first.proc.stderr[-4000:]
+    blob = out / "ckpt" / "epoch-0002" / "arrays.npz"
+    blob.write_bytes(blob.read_bytes()[: blob.stat().st_size // 2])  # truncated newest
+    (out / "ckpt" / ".epoch-0003.x.partial").mkdir()                   # a killed writer's
+    second = run_train(train_python, stores, out, hp)
+    assert second.proc.returncode == 0, second.proc.stderr[-4000:]
+    assert "corrupted" in second.proc.stderr
+    man = second.manifest
+    assert man["resumed_from_epoch"] == 1 and man["epochs_completed"] == 2
+    assert second.history["epoch"].tolist() == [0, 1]
+
+
+def test_finished_run_rerun_is_a_no_op(train_python, stores, tmp_path):
+    out = tmp_path / "done"
+    hp = {**TINY, "epochs": 1}
+    assert run_train(train_python, stores, out, hp).proc.returncode == 0
+    before = pd.read_csv(out / "history.csv")
+    again = run_train(train_python, stores, out, hp)
+    assert again.proc.returncode == 0
+    assert "nothing left to train" in again.proc.stderr
+    pd.testing.assert_frame_equal(before, again.history)
+    assert again.manifest["resumed_from_epoch"] == 1
+
+
+def test_divergence_is_recorded_not_a_crash(train_python, stores, tmp_path):
+    out = tmp_path / "diverge"
+    hp = {**TINY, "epochs": 3, "lr": 1e6, "loss": "ce"}
+    run = run_train(train_python, stores, out, hp, policy="none")
+    assert run.proc.returncode == 0, run.proc.stderr[-4000:]
+    man = run.manifest
+    assert man["status"] == "diverged" and man["divergence"]["reason"]
+    assert man["epochs_completed"] < 3
+    assert (out / "history.csv").is_file() and (out / "model.keras").is_file()
+
+
+def test_bad_hparams_exit_2_before_tensorflow(train_python, stores, tmp_path):
+    run = run_train(train_python, stores, tmp_path / "bad", {"epoch": 3})
+    assert run.proc.returncode == 2 and "'epoch'" in run.proc.stderr
+
+
+def test_predict_writes_pred_and_inference(two_rank_run, train_python, stores, tmp_path):
+    pred, info = tmp_path / "pred.npy", tmp_path / "inference.json"
+    run_python(train_python, f"""
+import sys
+from segscale.predict import main
+sys.exit(main(["--run", {str(two_rank_run.out)!r}, "--store", {str(stores["test"])!r},
+               "--pred", {str(pred)!r}, "--inference", {str(info)!r}, "--batch-size", "5",
+               "--timing-images", "4"]))
+""")
+    import numpy as np
+
+    p = np.load(pred)
+    assert p.shape == (12, 32, 32) and p.dtype == np.uint8 and p.max() < 3
+    data = json.loads(info.read_text())
+    assert data["n_images"] == 12 and data["batch_size"] == 5
+    assert data["batch1_ms_per_image"] > 0 and data["batched_ms_per_image"] > 0
+    assert data["device"].startswith(("CPU", "GPU")) and "packages" in data["environment"]
+
+
+def test_fcn_and_vgg16_weights_by_name(train_python, tmp_path):
+    """FCN builds with 16 VGG/FCN convolutions; a VGG-16-named weights file loads by name,
+    its first layer adapted to the input channels."""
+    out = run_python(train_python, f"""
+import numpy as np, tensorflow as tf
+from segscale.models import build_model
+from segscale.models.fcn import vgg_conv_names
+opts = {{"base_filters": 4, "fc_filters": 8}}
+a = build_model("fcn", (32, 32, 3), 2, opts)
+a.save_weights({str(tmp_path / "vgg.h5")!r})
+b = build_model("fcn", (32, 32, 1), 2, {{**opts, "vgg16_weights": {str(tmp_path / "vgg.h5")!r}}})
+same = all(np.allclose(a.get_layer(n).get_weights()[0], b.get_layer(n).get_weights()[0])
+           for n in vgg_conv_names()[1:])
+k = a.get_layer("block1_conv1").get_weights()[0].sum(axis=2, keepdims=True)
+first = np.allclose(b.get_layer("block1_conv1").get_weights()[0], k)
+main = [l.name for l in b.layers if type(l) is tf.keras.layers.Conv2D
+        and not l.name.startswith("score_pool")]
+print(same, first, len(main), b.output_shape)
+""")
+    assert out.strip().splitlines()[-1] == "True True 16 (None, 32, 32, 2)"
