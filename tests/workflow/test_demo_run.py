@@ -1,0 +1,75 @@
+"""The whole DAG for real on CPU through the local profile: generated data, 1- and 2-rank
+Horovod runs, evaluation, tables and figures; then the promises about reruns."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from .helpers import REPO, TEST_CONFIG, snakemake
+
+pytestmark = [pytest.mark.slow, pytest.mark.horovod]
+
+TRAIN_PYTHON = REPO / ".venv-train" / "bin" / "python"
+RUNS = ["tiny-heart/unet/none/gpus1/rep0", "tiny-heart/unet/none/gpus2/rep0",
+        "tiny-heart/unet/gradual/gpus2/rep0"]
+
+
+def _local(workdir, *args, timeout=900):
+    return snakemake(workdir, "--profile", str(REPO / "profiles" / "local"), "--configfile",
+                     str(TEST_CONFIG), *args, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    if not TRAIN_PYTHON.exists():
+        pytest.skip("training environment missing: run scripts/setup.sh")
+    workdir = tmp_path_factory.mktemp("demo")
+    proc = _local(workdir)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return workdir
+
+
+def test_every_run_trained_with_its_rank_count_and_was_evaluated(demo):
+    for run in RUNS:
+        folder = demo / "results" / "runs" / run
+        manifest = json.loads((folder / "run.json").read_text())
+        history = pd.read_csv(folder / "history.csv")
+        metrics = json.loads((folder / "metrics.json").read_text())
+        n = int(re.search(r"gpus(\d+)", run)[1])
+        assert manifest["status"] == "ok" and manifest["n_ranks"] == n
+        assert history["epoch"].tolist() == [0, 1] and (history["ranks"] == n).all()
+        assert 0 <= metrics["summary"]["dice"] <= 1
+        assert sorted(p.name for p in (folder / "predictions").iterdir()) == [
+            "la_003.nii.gz", "la_009.nii.gz"] or len(list((folder / "predictions").iterdir())) == 2
+    # gradual warmup on 2 ranks: epoch 0 at the base lr, then lr x 2 (warmup_epochs: 1)
+    lrs = pd.read_csv(demo / "results/runs/tiny-heart/unet/gradual/gpus2/rep0/history.csv")["lr"]
+    assert lrs.iloc[-1] == pytest.approx(2e-3)
+
+
+def test_tables_and_figures(demo):
+    runs = pd.read_csv(demo / "results" / "tables" / "runs.csv")
+    assert len(runs) == 3 and set(runs["status"]) == {"ok"}
+    for name in ("training_time", "speedup", "efficiency", "metrics_vs_gpus", "curves",
+                 "resources"):
+        for ext in ("png", "svg"):
+            assert (demo / "results" / "figures" / f"{name}.{ext}").stat().st_size > 5000
+
+
+def test_figures_dry_run_schedules_no_training(demo):
+    proc = _local(demo, "-n", "--", "figures", timeout=300)
+    assert proc.returncode == 0
+    out = proc.stdout + proc.stderr
+    assert "rule train" not in out and "rule evaluate" not in out
+
+
+def test_single_point_rerun_runs_exactly_one_training(demo):
+    target = f"results/runs/{RUNS[1]}/metrics.json"
+    proc = _local(demo, "--forcerun", "train", "--", target)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    out = proc.stdout + proc.stderr
+    assert out.count("rule train:") == 1 and f"{RUNS[1]}" in out
+    assert "rule aggregate" not in out
