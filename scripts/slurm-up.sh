@@ -140,8 +140,10 @@ write_if_changed() {
         rm -f "$tmp"
     else
         mv -f "$tmp" "$path"
+        CONFIG_CHANGED=1
     fi
 }
+CONFIG_CHANGED=0
 
 node_name() {
     printf 'node%d' "$1"
@@ -212,6 +214,8 @@ AccountingStoragePort=$DBD_PORT
 # not AuthInfo: without it sacct/sacctmgr look for the system /run/munge socket.
 AccountingStoragePass=$MUNGE_SOCKET
 AccountingStorageTRES=gres/gpu
+# Store --comment (Snakemake puts rule_<rule>_wildcards_<...> there): scripts/sacct-runs.sh shows it.
+AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
@@ -349,7 +353,7 @@ else
 fi
 wait_for "mariadbd" db -e "SELECT 1"
 # Idempotent grants: slurmdbd connects over TCP as slurm@127.0.0.1.
-db <<EOF
+db --batch <<EOF
 CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
 ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;
@@ -387,8 +391,10 @@ for u in "${users[@]}"; do
     fi
 done
 
+already_running=0
 if pid_alive "$RUN/slurmctld.pid" slurmctld; then
     log "slurmctld already running (pid $(cat "$RUN/slurmctld.pid"))"
+    already_running=1
 else
     log "starting slurmctld"
     slurmctld -f "$SLURM_CONF_FILE"
@@ -409,15 +415,22 @@ for ((i = 1; i <= NODES; i++)); do
     fi
 done
 
+# Ready when every node is usable (idle, or already running jobs on a re-run); a node that
+# stays down/drained/inval makes this time out and print the logs.
 nodes_idle() {
     local states
     states="$(sinfo -h -N -o '%t' | sort -u | tr '\n' ' ')"
-    [[ "$states" == "idle " || "$states" == "mix " || "$states" == "alloc " \
-        || "$states" =~ ^((idle|mix|alloc)\ )+$ ]]
+    [[ -n "$states" && "$states" =~ ^((idle|mix|alloc)\ )+$ ]]
 }
 wait_for "nodes to become idle" nodes_idle
 wait_for "sacct" sacct -n -X -a -S now-1minute
 
+if [[ "$CONFIG_CHANGED" -eq 1 && "$already_running" -eq 1 ]]; then
+    # Daemons kept running from an earlier start read the old files; node/port changes need a
+    # full restart, which we do not do behind the caller's back.
+    log "WARNING: configuration changed while the cluster was running;"
+    log "         run scripts/slurm-down.sh && scripts/slurm-up.sh to apply it"
+fi
 log "cluster '$CLUSTER' up: $NODES node(s) x $CPUS CPUs x gpu:$GPUS, partition '$PARTITION'"
 if [[ "$ENV_ONLY" -eq 1 ]]; then
     grep '^export' "$DIR/env.sh"
