@@ -37,7 +37,9 @@ if ! [[ "$HOURS" =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 
-args=(--parsable2 --noheader --starttime "now-${HOURS}hours" --endtime now
+# No --endtime: its default is "now", and an explicit "now" hides jobs that ended in the last
+# few seconds (seen with 22.05: `-j ID` already reports them, a time window does not yet).
+args=(--parsable2 --noheader --starttime "now-${HOURS}hours"
     "--format=JobID,JobName%80,State,Elapsed,NNodes,NTasks,AllocTRES%120,Comment%200")
 if [[ "$ALL_USERS" -eq 1 ]]; then
     args+=(--allusers)
