@@ -186,8 +186,11 @@ def run(spec: RunSpec, cfg: TrainConfig, signals) -> int:
     gpu_count = len(tf.config.list_physical_devices("GPU"))
     sampler = ResourceSampler(cfg.sample_interval_s,
                               physical_gpu_index(hvd.local_rank()) if gpu_count else None).start()
-    comm = cb.Comm(rank, size, lambda a: hvd_tf.allreduce(
-        tf.constant(a, tf.float64), op=hvd_tf.Max).numpy())
+    def allreduce_max(values: np.ndarray) -> np.ndarray:
+        with tf.device("/cpu:0"):  # tiny control messages: keep them off the GPU/NCCL path
+            return hvd_tf.allreduce(tf.constant(values, tf.float64), op=hvd_tf.Max).numpy()
+
+    comm = cb.Comm(rank, size, allreduce_max)
     hosts = hvd_tf.allgather_object(socket.gethostname())
     log.info("rank %d/%d on %s, %s", rank, size, hosts[rank], device)
 
@@ -218,6 +221,7 @@ def run(spec: RunSpec, cfg: TrainConfig, signals) -> int:
     state = cb.RunState.from_json(saved_state) if saved_state else cb.RunState()
     if rank == 0:
         discard_newer(ckpt_root, initial_epoch)
+        (out / "run.json").unlink(missing_ok=True)  # stale from an earlier attempt
 
     tf.keras.utils.set_random_seed(spec.seed)
 
@@ -350,6 +354,32 @@ def _write_resources(out: Path, samples: list, write_rows) -> None:
         write_rows(out / "resources" / f"rank{k}.csv", rows)
 
 
+def launcher_size() -> int:
+    """Number of ranks as the launcher announced it (1 when started alone)."""
+    for key in ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 1
+
+
+def record_failure(spec: RunSpec, cfg: TrainConfig, err: BaseException) -> None:
+    """Best effort: a ``run.json`` with ``status: failed`` and the error, for humans and the
+    aggregator (a workflow manager discards it with the job's other outputs)."""
+    try:
+        from segscale.provenance import describe_environment
+
+        write_json(spec.out / "run.json", {
+            "status": "failed", "error": f"{type(err).__name__}: {err}",
+            "dataset": spec.dataset, "arch": spec.arch, "policy": spec.policy,
+            "n_ranks": launcher_size(),
+            "repeat": spec.repeat if spec.repeat is not None else spec.seed,
+            "seed": spec.seed, "hparams": cfg.to_dict(), "epochs_planned": cfg.epochs,
+            "epochs_completed": None, "train_time_s": None, "hosts": None,
+            "resumed_from_epoch": None, "environment": describe_environment()})
+    except Exception:  # never mask the original error
+        log.exception("could not record the failure in run.json")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m segscale.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -386,8 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         code = run(spec, cfg, signals)
-    except Exception:
+    except Exception as err:
         log.exception("training failed")
+        if _RankFilter.rank == "0":
+            record_failure(spec, cfg, err)
         return EXIT_FAILED
     log.info("done in %.1f s (exit %d)", time.perf_counter() - t0, code)
     return code
