@@ -75,13 +75,13 @@ HOST_SHORT="$(hostname -s)"
 # Packages: a fresh CI machine has none of them.
 # --------------------------------------------------------------------------------------------
 need_install=0
-for bin in munged mariadbd mariadb-install-db slurmdbd slurmctld slurmd sbatch sacctmgr; do
+for bin in munged munge mariadbd mariadb mariadb-install-db slurmdbd slurmctld slurmd sbatch sacctmgr; do
     if ! command -v "$bin" >/dev/null 2>&1 && ! [[ -x "/usr/sbin/$bin" ]]; then
         need_install=1
     fi
 done
 if [[ "$need_install" -eq 1 ]]; then
-    log "installing Debian packages (slurmctld slurmd slurmdbd slurm-client munge mariadb-server)"
+    log "installing Debian packages (slurmctld slurmd slurmdbd slurm-client munge mariadb-server ...)"
     # policy-rc.d=101 stops the maintainer scripts from starting the *system* munge/mariadb:
     # we run private instances and must not leave system daemons behind.
     policy_created=0
@@ -92,7 +92,7 @@ if [[ "$need_install" -eq 1 ]]; then
     fi
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        slurmctld slurmd slurmdbd slurm-client munge mariadb-server mariadb-client
+        slurmctld slurmd slurmdbd slurm-client munge mariadb-server mariadb-client libpmix-dev
     if [[ "$policy_created" -eq 1 ]]; then
         rm -f /usr/sbin/policy-rc.d
     fi
@@ -168,9 +168,11 @@ if [[ ! -s "$ETC/db.pass" ]]; then
 fi
 DB_PASS="$(cat "$ETC/db.pass")"
 
+# MpiDefault=pmix only if it can work: Debian's mpi_pmix plugin dlopen()s the UNversioned
+# .../pmix2/lib/libpmix.so, which only libpmix-dev ships; without it every srun would fail.
 mpi_default="none"
-if [[ -e /usr/lib/x86_64-linux-gnu/slurm-wlm/mpi_pmix.so ]] \
-    || compgen -G "/usr/lib/*/slurm-wlm/mpi_pmix.so" >/dev/null; then
+if compgen -G "/usr/lib/*/slurm-wlm/mpi_pmix.so" >/dev/null \
+    && compgen -G "/usr/lib/*/pmix2/lib/libpmix.so" >/dev/null; then
     mpi_default="pmix"
 fi
 
