@@ -260,9 +260,10 @@ def run(spec: RunSpec, cfg: TrainConfig, signals) -> int:
         cb.CheckpointCallback(checkpointer, cfg.checkpoint_every, cfg.epochs),
         cb.StopCallback(state, comm, signals),
     ]
-    if rank == 0 and cfg.tensorboard:
-        callbacks.append(tf.keras.callbacks.TensorBoard(str(out / "tensorboard"),
-                                                        profile_batch=0))
+    tensorboard = None
+    if rank == 0 and cfg.tensorboard:  # after history: every recorded epoch reaches it
+        tensorboard = tf.keras.callbacks.TensorBoard(str(out / "tensorboard"), profile_batch=0)
+        callbacks.insert(3, tensorboard)
 
     shape_x = tf.TensorSpec((None, *image_shape), tf.float32)
     shape_y = tf.TensorSpec((None, *image_shape[:2]), tf.uint8)
@@ -289,6 +290,8 @@ def run(spec: RunSpec, cfg: TrainConfig, signals) -> int:
                       verbose=2 if rank == 0 else 0)
         except cb.StopRun as stop:
             log.warning("training stopped: %s", stop)
+            if tensorboard is not None:
+                tensorboard.on_train_end()  # fit left early: flush and close the writers
             status, stop_reason = ("ok", stop.status) if stop.status == "early_stopped" \
                 else (stop.status, stop.status)
 

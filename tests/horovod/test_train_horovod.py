@@ -96,16 +96,23 @@ def test_corrupted_checkpoint_is_never_loaded(train_python, stores, tmp_path):
     assert second.history["epoch"].tolist() == [0, 1]
 
 
-def test_finished_run_rerun_is_a_no_op(train_python, stores, tmp_path):
-    out = tmp_path / "done"
-    hp = {**TINY, "epochs": 1}
-    assert run_train(train_python, stores, out, hp).proc.returncode == 0
-    before = pd.read_csv(out / "history.csv")
+def test_early_stopping_then_rerun_is_a_no_op(train_python, stores, tmp_path):
+    """min_delta so large that no epoch improves: stops after epoch 1 of 5 with status ok;
+    a rerun finds the finished checkpoint and trains nothing."""
+    out = tmp_path / "early"
+    hp = {**TINY, "epochs": 5, "early_stopping_patience": 1,
+          "early_stopping_min_delta": 100.0}
+    first = run_train(train_python, stores, out, hp)
+    assert first.proc.returncode == 0, first.proc.stderr[-4000:]
+    man = first.manifest
+    assert man["status"] == "ok" and man["stop_reason"] == "early_stopped"
+    assert man["epochs_completed"] == 2 and man["epochs_planned"] == 5
     again = run_train(train_python, stores, out, hp)
     assert again.proc.returncode == 0
     assert "nothing left to train" in again.proc.stderr
-    pd.testing.assert_frame_equal(before, again.history)
-    assert again.manifest["resumed_from_epoch"] == 1
+    pd.testing.assert_frame_equal(first.history, again.history)
+    assert again.manifest["resumed_from_epoch"] == 2
+    assert again.manifest["stop_reason"] == "early_stopped"
 
 
 def test_divergence_is_recorded_not_a_crash(train_python, stores, tmp_path):
