@@ -1,12 +1,11 @@
-"""Session fixtures for the training tests (see helpers.py for how runs are launched)."""
+"""Session fixtures for the training tests (see train_helpers.py for how runs are launched)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-from .helpers import TINY, TRAIN_PYTHON, Run, make_store, run_train
+from train_helpers import TINY, TRAIN_PYTHON, Run, make_store, run_train
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,9 @@ import math
 
 import pandas as pd
 import pytest
+from train_helpers import TINY, run_python, run_train
 
 from segscale.schedules import Schedule, epoch_learning_rates
-
-from .helpers import TINY, run_python, run_train
 
 pytestmark = [pytest.mark.horovod, pytest.mark.slow]
 
