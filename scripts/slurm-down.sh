@@ -24,14 +24,26 @@ log() {
     printf '[slurm-down] %s\n' "$*" >&2
 }
 
+# is_running PID COMM: PID is a process named COMM that has not exited.  A zombie (state Z, no
+# threads left) counts as exited: in a container PID 1 may never reap re-parented daemons.
+is_running() {
+    local pid="$1" comm="$2"
+    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$comm" ]] || return 1
+    if grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat" 2>/dev/null; then
+        # A zombie leader can still have live threads; gone only when none are left.
+        [[ "$(find "/proc/$pid/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)" -gt 1 ]]
+        return
+    fi
+    return 0
+}
+
 # live_pid PIDFILE COMM: print the PID if it is alive and named COMM.
 live_pid() {
     local pidfile="$1" comm="$2" pid
     [[ -s "$pidfile" ]] || return 1
     pid="$(tr -d '[:space:]' <"$pidfile")"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    [[ -r "/proc/$pid/comm" ]] || return 1
-    [[ "$(cat "/proc/$pid/comm")" == "$comm" ]] || return 1
+    is_running "$pid" "$comm" || return 1
     printf '%s\n' "$pid"
 }
 
@@ -45,7 +57,7 @@ stop() {
     log "stopping $comm (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     deadline=$((SECONDS + WAIT_S))
-    while [[ -e "/proc/$pid" ]] && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$comm" ]]; do
+    while is_running "$pid" "$comm"; do
         if ((SECONDS >= deadline)); then
             log "$comm (pid $pid) ignored SIGTERM for ${WAIT_S}s: SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
@@ -60,6 +72,21 @@ stop() {
 if [[ ! -d "$RUN" ]]; then
     log "nothing to stop ($RUN does not exist)"
 else
+    # Cancel this cluster's jobs first: slurmstepd and job processes outlive a stopped slurmd
+    # and would keep running (and burning the shared CPUs) with nobody to account for them.
+    if live_pid "$RUN/slurmctld.pid" slurmctld >/dev/null && [[ -f "$DIR/etc/slurm.conf" ]]; then
+        export SLURM_CONF="$DIR/etc/slurm.conf"
+        mapfile -t jobs < <(timeout 20 squeue -h -o '%i' 2>/dev/null || true)
+        if ((${#jobs[@]} > 0)); then
+            log "cancelling ${#jobs[@]} job(s)"
+            timeout 20 scancel "${jobs[@]}" || true
+            deadline=$((SECONDS + WAIT_S))
+            while [[ -n "$(timeout 20 squeue -h -o '%i' 2>/dev/null || true)" ]] \
+                && ((SECONDS < deadline)); do
+                sleep 0.5
+            done
+        fi
+    fi
     shopt -s nullglob
     for pidfile in "$RUN"/slurmd-*.pid; do
         stop "$pidfile" slurmd

@@ -110,8 +110,9 @@ pid_alive() {
     [[ -s "$pidfile" ]] || return 1
     pid="$(tr -d '[:space:]' <"$pidfile")"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    [[ -r "/proc/$pid/comm" ]] || return 1
-    [[ "$(cat "/proc/$pid/comm")" == "$comm" ]]
+    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$comm" ]] || return 1
+    # A crashed daemon may linger as an unreaped zombie (containers without a reaping PID 1).
+    ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat" 2>/dev/null
 }
 
 # wait_for DESCRIPTION COMMAND...: retry COMMAND every 0.5 s until it succeeds or TIMEOUT.
