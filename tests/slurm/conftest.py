@@ -11,8 +11,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-
-from .helpers import (
+from slurm_helpers import (
     SLURM_DOWN,
     SLURM_UP,
     Cluster,

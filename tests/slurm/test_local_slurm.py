@@ -12,8 +12,7 @@ import shutil
 import time
 
 import pytest
-
-from .helpers import SACCT_RUNS, run, sacct_steps, sbatch, wait_job
+from slurm_helpers import SACCT_RUNS, run, sacct_steps, sbatch, wait_job
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
