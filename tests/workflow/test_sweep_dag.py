@@ -58,7 +58,9 @@ def test_full_thesis_sweep_builds_its_dag(thesis_config):
     jobs = {(j["dataset"], j["arch"], j["policy"], j["n"], j["r"]): j
             for j in _train_jobs(proc.stdout)}
     big = jobs[("brats", "unet", "gradual", "18", "4")]
-    assert (big["res_tasks"], big["res_nodes"], big["res_gres"]) == ("18", "9", "gpu:2")
+    # 18 ranks fill 9 two-GPU nodes: placed per node, not as a task total
+    assert (big["res_tasks_per_node"], big["res_nodes"], big["res_gres"]) == ("2", "9", "gpu:2")
+    assert "res_tasks" not in big
     # runtime = max(15, ceil(1.5 * 1300 / 18 ** 0.9)) minutes
     assert big["res_runtime"] == "145"
     assert "srun -n 18 python -m segscale.train" in big["shell"]
@@ -69,12 +71,13 @@ def test_full_thesis_sweep_builds_its_dag(thesis_config):
     assert '"lr": 3e-05' in lasc["shell"]  # the dataset's lr override for the FCN
 
 
-@pytest.mark.parametrize(("n", "nodes", "gres", "launch"), [
-    ("1", "1", "gpu:1", None),
-    ("2", "1", "gpu:2", "srun -n 2 python"),
-    ("3", "2", "gpu:2", "srun -n 3 python"),
+@pytest.mark.parametrize(("n", "tasks", "nodes", "gres", "launch"), [
+    ("1", ("1", None), "1", "gpu:1", None),
+    ("2", (None, "2"), "1", "gpu:2", "srun -n 2 python"),
+    ("3", ("3", None), "2", "gpu:2", "srun -n 3 python"),
+    ("4", (None, "2"), "2", "gpu:2", "srun -n 4 python"),
 ])
-def test_one_point_is_one_job_with_its_slurm_shape(tmp_path, n, nodes, gres, launch):
+def test_one_point_is_one_job_with_its_slurm_shape(tmp_path, n, tasks, nodes, gres, launch):
     target = f"results/runs/demo-heart/unet/none/gpus{n}/rep0/metrics.json"
     proc = snakemake(tmp_path, "-n", "-p", "--profile", str(REPO / "profiles" / "slurm"),
                      "--configfile", str(DEMO_CONFIG), "--", target, timeout=300)
@@ -83,7 +86,8 @@ def test_one_point_is_one_job_with_its_slurm_shape(tmp_path, n, nodes, gres, lau
     assert counts["train"] == counts["predict"] == counts["evaluate"] == 1
     assert "aggregate" not in counts
     (job,) = _train_jobs(proc.stdout)
-    assert (job["res_tasks"], job["res_nodes"], job["res_gres"]) == (n, nodes, gres)
+    assert (job.get("res_tasks"), job.get("res_tasks_per_node")) == tasks
+    assert (job["res_nodes"], job["res_gres"]) == (nodes, gres)
     if launch:
         assert launch in job["shell"]
     else:

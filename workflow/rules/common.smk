@@ -164,6 +164,23 @@ def ranks(wildcards):
     return int(wildcards.n)
 
 
+def full_nodes(wildcards):
+    """Whether the ranks fill whole nodes: then placement is pinned per node."""
+    n, per_node = int(wildcards.n), config["gpus_per_node"]
+    return n > 1 and per_node > 1 and n % per_node == 0
+
+
+def tasks_for(wildcards):
+    """--ntasks, unless the ranks fill whole nodes (then --ntasks-per-node places them)."""
+    return None if full_nodes(wildcards) else int(wildcards.n)
+
+
+def tasks_per_node_for(wildcards):
+    """One rank per GPU on every node: without it Slurm may pack 3 of 4 ranks onto a
+    2-GPU node (seen with --nodes=2 --ntasks=4)."""
+    return config["gpus_per_node"] if full_nodes(wildcards) else None
+
+
 def nodes_for(wildcards):
     return -(-int(wildcards.n) // config["gpus_per_node"])
 
@@ -203,7 +220,7 @@ def launch_prefix(wildcards, resources):
     launcher = resources.get("mpi")
     if not launcher or launcher == "None":
         return ""
-    return shlex.join([*shlex.split(str(launcher)), "-n", str(resources.tasks)])
+    return shlex.join([*shlex.split(str(launcher)), "-n", str(ranks(wildcards))])
 
 
 def train_python_bin():

@@ -17,7 +17,8 @@ rule train:
         "../../envs/train.yaml"
     threads: ranks
     resources:
-        tasks=ranks,
+        tasks=tasks_for,
+        tasks_per_node=tasks_per_node_for,
         nodes=nodes_for,
         gres=gres_per_node,
         tasks_per_gpu=0,
