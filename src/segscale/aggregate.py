@@ -320,6 +320,9 @@ def collect_runs(metrics_paths: Iterable[str | Path],
         raise ValueError("no runs: pass --metrics files or a --runs-root with run directories")
     df = pd.DataFrame(rows)
     first = [*RUN_KEYS, "status", "note", "train_time_s", "time_per_epoch_s", "images_per_s"]
+    for col in first[len(RUN_KEYS) + 2:]:  # always present, even if no run reached an epoch
+        if col not in df:
+            df[col] = math.nan
     df = df[[*first, *(c for c in df.columns if c not in first)]]
     return sort_runs(df)
 

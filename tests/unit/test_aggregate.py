@@ -60,11 +60,17 @@ def _metrics(dice: float, status: str) -> dict:
     }
 
 
-def _history(time_s: float, epochs: int, gpus: int, diverged: bool) -> pd.DataFrame:
+LR_SHAPE = {"none": lambda e: np.ones(e.size), "gradual": lambda e: np.minimum(1, (e + 1) / 2),
+            "grescale": lambda e: np.where(e < 2, (e + 1) / 2, 0.8 ** (e - 1))}
+
+
+def _history(time_s: float, epochs: int, gpus: int, diverged: bool,
+             policy: str = "gradual") -> pd.DataFrame:
     epoch = np.arange(epochs)
-    loss = 1.0 / (1 + epoch) if not diverged else np.array([0.9, np.inf])[:epochs]
+    loss = 1.0 / (1 + epoch) + 0.02 * len(policy) if not diverged \
+        else np.array([0.9, np.inf])[:epochs]
     return pd.DataFrame({
-        "epoch": epoch, "lr": 1e-5 * gpus * np.minimum(1, (epoch + 1) / 2),
+        "epoch": epoch, "lr": 1e-5 * gpus * LR_SHAPE.get(policy, LR_SHAPE["none"])(epoch),
         "loss": loss, "val_loss": 1.1 / (1 + epoch), "val_dice": 0.5 + 0.1 * epoch,
         "epoch_time_s": time_s / epochs, "images_per_s": 7 * gpus * 10 + epoch,
         "ranks": gpus,
@@ -95,7 +101,7 @@ def make_results_tree(root: Path, sweep: dict | None = None, dataset: str = "las
             if status == "failed":
                 continue
             epochs = 2 if status == "diverged" else EPOCHS
-            _history(time_s, epochs, gpus, status == "diverged").to_csv(
+            _history(time_s, epochs, gpus, status == "diverged", policy).to_csv(
                 run / "history.csv", index=False)
             (run / "run.json").write_text(json.dumps({
                 "status": status, "dataset": dataset, "arch": arch, "policy": policy,
@@ -197,7 +203,7 @@ def test_runs_table_values(runs):
     assert r.images_per_s == 140 + 1.5  # median of 140..143
     assert r.images_per_s_per_gpu == pytest.approx(141.5 / 2)
     assert r.dice == 0.80 and r.slice_mean_iou == pytest.approx(0.70)
-    assert r.final_lr == pytest.approx(2e-5) and r.final_loss == pytest.approx(0.25)
+    assert r.final_lr == pytest.approx(2e-5) and r.final_loss == pytest.approx(0.25 + 0.08)
     assert r.hosts == "node0,node0" and r.n_hosts == 1 and r.slurm_job_id in (42, "42")
     d = _row(runs, "gradual", 4, 2)
     assert d.epochs_completed == 2 and d.time_per_epoch_s == 6.0
@@ -356,3 +362,12 @@ def test_unknown_status_and_missing_file(tmp_path):
 
 def test_no_runs_is_an_error(tmp_path):
     assert agg.main(cli_args([], tmp_path, tmp_path / "t")) == 1
+
+
+def test_only_failed_runs_give_a_table(tmp_path):
+    make_results_tree(tmp_path, {("none", 1): [(None, None, "failed")]})
+    df = agg.collect_runs([], tmp_path)
+    assert list(df.status) == ["failed"] and df.train_time_s.isna().all()
+    sc = agg.scaling(df)
+    assert sc.n_ok.tolist() == [0] and sc.speedup.isna().all()
+    assert agg.summarise(df).n_failed.eq(1).all()

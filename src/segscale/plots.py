@@ -1,0 +1,618 @@
+"""Scaling and accuracy figures drawn from the aggregate tables only (never run directories).
+
+Reads ``runs.csv``, ``scaling.csv``, ``history.csv`` and ``resources.csv`` written by
+``segscale.aggregate`` and always writes the same files, so a Snakemake rule can declare them:
+``{name}.png`` and ``{name}.svg`` for every name in :data:`FIGURES`. Odd data (one GPU count,
+one policy, every run diverged, no resource samples) gives annotated empty panels, not a crash.
+
+Published values (``segscale/published/thesis.csv``) are drawn as black stars labelled
+"published (Guedria thesis)" wherever the same quantity, architecture and dataset exist.
+
+CLI::
+
+    python -m segscale.plots --tables-dir results/tables --out-dir results/figures \\
+        [--published CSV | --no-published] [--curve-gpus N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: figures are files, never windows
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FixedLocator,
+    MaxNLocator,
+    NullLocator,
+    PercentFormatter,
+)
+
+from segscale.io import atomic_path  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+FIGURES = ("training_time", "speedup", "efficiency", "metrics_vs_gpus", "curves", "resources")
+FORMATS = ("png", "svg")
+PUBLISHED_LABEL = "published (Guedria thesis)"
+PUBLISHED_SOURCE = "guedria_thesis"
+BASELINE_POLICY = "none"
+POLICY_ORDER = ("none", "constant", "gradual", "grescale")
+_CB = sns.color_palette("colorblind")
+POLICY_COLORS = {"none": _CB[0], "constant": _CB[1], "gradual": _CB[2], "grescale": _CB[4]}
+POLICY_MARKERS = {"none": "o", "constant": "s", "gradual": "^", "grescale": "D"}
+BASELINE_COLOR = "0.35"
+ARCH_NAMES = {"unet": "U-Net", "fcn": "FCN"}
+DATASET_ALIASES = {"task01_braintumour": "brats", "heart": "lasc", "task02_heart": "lasc"}
+# (column, title, higher is better); drawn in this order when present.
+METRICS = (
+    ("dice", "Dice", True), ("mean_iou", "mean IoU", True),
+    ("mean_accuracy", "mean accuracy (MA)", True), ("pixel_accuracy", "pixel accuracy (PA)", True),
+    ("fw_iou", "frequency-weighted IoU", True), ("sensitivity", "sensitivity (TPR)", True),
+    ("specificity", "specificity (TNR)", True),
+    ("avg_hausdorff", "average Hausdorff distance", False),
+)
+METRIC_COLS = 4  # metric panels per row: 8 metrics are two rows per (dataset, arch)
+RESOURCE_PANELS = (
+    ("gpu_util", "GPU utilisation (%)", 1.0), ("gpu_mem_mb", "GPU memory (GiB)", 1 / 1024),
+    ("cpu_percent", "CPU (% of one core)", 1.0), ("rss_mb", "resident memory (GiB)", 1 / 1024),
+    ("net_mb_s", "network sent + received (MB/s)", 1.0),
+)
+STYLE_RC = {"svg.fonttype": "none", "svg.hashsalt": "segscale", "axes.titleweight": "bold",
+            "figure.dpi": 100, "savefig.dpi": 150, "legend.frameon": False}
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The aggregate tables a figure may use."""
+
+    runs: pd.DataFrame
+    scaling: pd.DataFrame
+    history: pd.DataFrame
+    resources: pd.DataFrame
+
+
+# --------------------------------------------------------------------------- inputs
+def read_table(path: Path, required: bool = True) -> pd.DataFrame:
+    """A CSV table; a missing optional one is empty (with a warning), a required one an error.
+
+    Only empty cells and ``nan`` are missing values, so a policy named ``none`` stays a string.
+    """
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"{path}: table not found (run segscale.aggregate first)")
+        log.warning("%s: not found; its panels will be empty", path)
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV ({err})") from None
+
+
+def load_tables(tables_dir: Path) -> Tables:
+    return Tables(runs=read_table(tables_dir / "runs.csv"),
+                  scaling=read_table(tables_dir / "scaling.csv"),
+                  history=read_table(tables_dir / "history.csv", required=False),
+                  resources=read_table(tables_dir / "resources.csv", required=False))
+
+
+def default_published() -> Path:
+    return Path(str(resources.files("segscale") / "published" / "thesis.csv"))
+
+
+def load_published(path: Path | None) -> pd.DataFrame:
+    """Published values in seconds/fractions, the thesis's only (others are off our x range)."""
+    if path is None:
+        return pd.DataFrame(columns=["dataset", "arch", "gpus", "quantity", "value"])
+    pub = read_table(path)
+    pub = pub[pub["source"].eq(PUBLISHED_SOURCE)].copy()
+    hours = pub["unit"].eq("h")
+    pub.loc[hours, "value"] = pub.loc[hours, "value"] * 3600.0
+    return pub
+
+
+def published_points(pub: pd.DataFrame, quantity: str, dataset: str, arch: str) -> pd.DataFrame:
+    """Published rows for one panel: same quantity and arch, same dataset or ``any``."""
+    if pub.empty:
+        return pub
+    ds = DATASET_ALIASES.get(str(dataset).lower(), str(dataset).lower())
+    keep = (pub["quantity"].eq(quantity) & pub["arch"].str.lower().isin([str(arch).lower(), "any"])
+            & pub["dataset"].str.lower().isin([ds, "any"]) & pub["gpus"].notna())
+    return pub[keep]
+
+
+# --------------------------------------------------------------------------- helpers
+def apply_style() -> None:
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9, rc=STYLE_RC)
+
+
+def policy_order(policies) -> list[str]:
+    known = [p for p in POLICY_ORDER if p in set(policies)]
+    return known + sorted(set(policies) - set(POLICY_ORDER))
+
+
+def policy_style(policy: str) -> dict:
+    extra = sns.color_palette("colorblind")[5:] + sns.color_palette("dark")
+    color = POLICY_COLORS.get(policy, extra[zlib.crc32(policy.encode()) % len(extra)])
+    return {"color": color, "marker": POLICY_MARKERS.get(policy, "v")}
+
+
+def panel_title(dataset: str, arch: str) -> str:
+    return f"{str(dataset).upper()} · {ARCH_NAMES.get(str(arch).lower(), arch)}"
+
+
+def combos(df: pd.DataFrame) -> list[tuple[str, str]]:
+    if df.empty:
+        return []
+    return sorted(set(zip(df["dataset"].astype(str), df["arch"].astype(str), strict=True)))
+
+
+def select(df: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
+    if df.empty:
+        return df
+    return df[df["dataset"].astype(str).eq(dataset) & df["arch"].astype(str).eq(arch)]
+
+
+def grid(nrows: int, ncols: int, width: float = 4.2, height: float = 3.3, sharex=False):
+    fig, axes = plt.subplots(max(nrows, 1), max(ncols, 1), squeeze=False, layout="constrained",
+                             figsize=(width * max(ncols, 1), height * max(nrows, 1) + 0.6),
+                             sharex=sharex)
+    return fig, axes
+
+
+def wrap(n: int, max_cols: int = 3) -> tuple[int, int]:
+    cols = max(1, min(n, max_cols))
+    return math.ceil(max(n, 1) / cols), cols
+
+
+def empty_panel(ax, message: str) -> None:
+    """An annotated blank panel: the figure still exists and says why it has no data."""
+    ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center",
+            fontsize=10, color="0.4", wrap=True)
+    # tick_params, not set_xticks: a shared axis would lose its ticks in every panel
+    ax.tick_params(axis="both", which="both", bottom=False, left=False,
+                   labelbottom=False, labelleft=False)
+    ax.grid(False)
+
+
+def gpu_axis(ax, gpus) -> None:
+    """Log2 GPU axis with a tick at every GPU count drawn."""
+    ticks = sorted({int(g) for g in gpus if pd.notna(g) and g > 0}) or [1]
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.set_xlim(ticks[0] / 1.35, ticks[-1] * 1.35)
+    ax.set_xlabel("GPUs (log scale)")
+
+
+def dodge(x, i: int, n: int) -> np.ndarray:
+    """Shift series ``i`` of ``n`` sideways on a log axis so error bars do not hide each other."""
+    return np.asarray(x, float) * 2 ** (0.05 * (i - (n - 1) / 2))
+
+
+def draw_series(ax, x, y, err, policy: str, i: int, n: int, label: str | None = None) -> None:
+    style = policy_style(policy)
+    ax.errorbar(dodge(x, i, n), y, yerr=np.nan_to_num(np.asarray(err, float)), capsize=3,
+                lw=1.8, ms=6, label=label or policy, color=style["color"],
+                marker=style["marker"], zorder=3)
+
+
+def draw_published(ax, pts: pd.DataFrame, scale: float = 1.0, text=None) -> None:
+    """Published values as black stars with their value written beside them.
+
+    ``text`` turns a raw published value into the annotation (default: 3 significant digits).
+    """
+    text = text or "{:.3g}".format
+    for row in pts.itertuples(index=False):
+        y = row.value * scale
+        ax.scatter([row.gpus], [y], marker="*", s=190, color="black", edgecolor="white",
+                   linewidth=0.6, zorder=6, label=PUBLISHED_LABEL)
+        ax.annotate(text(row.value), (row.gpus, y), textcoords="offset points", xytext=(7, -3),
+                    fontsize=8, color="black")
+
+
+def human_duration(seconds: float) -> str:
+    """'21 h 40 min', '74 min', '45 s': how the thesis states its training times."""
+    minutes = round(seconds / 60)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def finish(fig, axes, title: str, note: str = "") -> None:
+    """Suptitle and one shared legend (policies first) under the panels."""
+    handles: dict[str, object] = {}
+    for ax in np.ravel(axes):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    order = policy_order([lab for lab in handles if lab in POLICY_COLORS or lab.isidentifier()])
+    labels = order + [lab for lab in handles if lab not in order]
+    if labels:
+        fig.legend([handles[lab] for lab in labels], labels, loc="outside lower center",
+                   ncol=min(len(labels), 5))
+    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=12)
+
+
+def excluded_note(runs: pd.DataFrame) -> str:
+    """'excluded: 1 diverged, 1 failed' for runs that are not drawn, or ''."""
+    if runs.empty:
+        return ""
+    counts = runs["status"].value_counts()
+    parts = [f"{counts[s]} {s}" for s in ("diverged", "failed") if counts.get(s, 0)]
+    return f"not drawn: {', '.join(parts)} run(s)" if parts else ""
+
+
+def time_unit(seconds: float) -> tuple[str, float]:
+    if not np.isfinite(seconds) or seconds < 120:
+        return "s", 1.0
+    return ("min", 60.0) if seconds < 2 * 3600 else ("h", 3600.0)
+
+
+def ok_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["status"].eq("ok")] if not runs.empty else runs
+
+
+# --------------------------------------------------------------------------- figures
+def fig_scaling(t: Tables, pub: pd.DataFrame, kind: str):
+    """Training time, speedup or efficiency vs GPUs, one panel per (dataset, arch)."""
+    panels = combos(t.scaling)
+    fig, axes = grid(*wrap(len(panels)))
+    if not panels:
+        empty_panel(axes[0, 0], "no runs in the scaling table")
+    ok_time = ok_runs(t.runs)
+    tmax = float(np.nanmax(t.scaling["time_mean_s"])) if "time_mean_s" in t.scaling and \
+        t.scaling["time_mean_s"].notna().any() else math.nan
+    unit, div = time_unit(tmax)
+    for ax, (ds, arch) in zip(axes.ravel(), panels, strict=False):
+        sc = select(t.scaling, ds, arch)
+        col = {"training_time": "time_mean_s", "speedup": "speedup",
+               "efficiency": "efficiency"}[kind]
+        sc_ok = sc[sc[col].notna()]
+        ax.set_title(panel_title(ds, arch))
+        if sc_ok.empty:
+            why = "no successful runs" if kind == "training_time" else \
+                "no speedup: no successful 1-GPU baseline"
+            empty_panel(ax, why)
+            continue
+        pts = published_points(pub, "train_time" if kind == "training_time" else kind, ds, arch)
+        gpus = sorted(set(sc["gpus"]) | set(pts["gpus"].astype(int) if not pts.empty else []))
+        pols = policy_order(sc_ok["policy"].unique())
+        for i, pol in enumerate(pols):
+            d = sc_ok[sc_ok["policy"].eq(pol)].sort_values("gpus")
+            if kind == "training_time":
+                draw_series(ax, d["gpus"], d["time_mean_s"] / div, d["time_std_s"] / div,
+                            pol, i, len(pols))
+                r = select(ok_time, ds, arch)
+                r = r[r["policy"].eq(pol)]
+                ax.scatter(dodge(r["gpus"], i, len(pols)), r["train_time_s"] / div, s=12,
+                           color=policy_style(pol)["color"], alpha=0.45, zorder=2, lw=0)
+            else:
+                draw_series(ax, d["gpus"], d[kind], d[f"{kind}_std"], pol, i, len(pols))
+        xs = np.geomspace(min(gpus), max(gpus), 50)
+        if kind == "training_time":
+            base = sc[sc["gpus"].eq(1) & sc["policy"].eq(BASELINE_POLICY)]["time_mean_s"]
+            if base.notna().any():
+                ax.plot(xs, float(base.iloc[0]) / div / xs, ls="--", color=BASELINE_COLOR,
+                        lw=1.2, label="ideal: T(1)/N from the 1-GPU baseline (none)")
+            draw_published(ax, pts, 1 / div, human_duration)
+            ax.set_yscale("log")
+            ax.set_ylabel(f"training time ({unit}, log scale)")
+        elif kind == "speedup":
+            ax.plot(xs, xs, ls="--", color=BASELINE_COLOR, lw=1.2, label="ideal (S = N)")
+            draw_published(ax, pts)
+            ax.set_yscale("log", base=2)
+            ax.yaxis.set_major_locator(FixedLocator(gpus))
+            ax.yaxis.set_minor_locator(NullLocator())
+            ax.set_yticklabels([str(g) for g in gpus])
+            ax.set_ylabel("speedup S(N) = T(1)/T(N)")
+        else:
+            ax.axhline(1.0, ls="--", color=BASELINE_COLOR, lw=1.2, label="ideal (E = 100%)")
+            draw_published(ax, pts, text="{:.0%}".format)
+            top = np.nanmax(sc_ok["efficiency"] + sc_ok["efficiency_std"].fillna(0))
+            ax.set_ylim(0, max(1.15, float(top) * 1.1))
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+            ax.set_ylabel("efficiency E(N) = S(N)/N")
+        gpu_axis(ax, gpus)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(len(panels) == 0)
+    title = {"training_time": "Training time vs GPUs (mean ± sd over repeats; dots: runs)",
+             "speedup": "Speedup vs GPUs (mean ± propagated sd)",
+             "efficiency": "Scaling efficiency vs GPUs (mean ± propagated sd)"}[kind]
+    finish(fig, axes, title, excluded_note(t.runs))
+    return fig
+
+
+def fig_metrics(t: Tables, pub: pd.DataFrame):
+    """Each test metric vs GPUs per warmup policy, with the 1-GPU ``none`` baseline dashed.
+
+    Panels wrap :data:`METRIC_COLS` to a row; each (dataset, arch) starts a new row block.
+    """
+    ok = ok_runs(t.runs)
+    metrics = [m for m in METRICS if m[0] in ok and ok[m[0]].notna().any()]
+    panels = combos(t.runs)
+    block, ncols = wrap(len(metrics), METRIC_COLS)
+    fig, axes = grid(block * len(panels), ncols, width=3.5, height=2.9)
+    if not metrics or not panels:
+        empty_panel(axes[0, 0], "no evaluated successful runs: nothing to draw")
+        for ax in axes.ravel()[1:]:
+            ax.set_visible(False)
+        finish(fig, axes, "Test metrics vs GPUs", excluded_note(t.runs))
+        return fig
+    for p, (ds, arch) in enumerate(panels):
+        data = select(ok, ds, arch)
+        pols = policy_order(data["policy"].unique()) if not data.empty else []
+        block_axes = axes[p * block:(p + 1) * block].ravel()
+        for ax in block_axes[len(metrics):]:
+            ax.set_visible(False)
+        for ax, (col, name, higher) in zip(block_axes, metrics, strict=False):
+            ax.set_title(f"{name}: {panel_title(ds, arch)}" if len(panels) > 1 else name,
+                         fontsize=10)
+            d = data[data[col].notna()] if not data.empty else data
+            if d.empty:
+                empty_panel(ax, "no successful runs\nwith this metric")
+                continue
+            pts = published_points(pub, col, ds, arch)
+            base = d[d["gpus"].eq(1) & d["policy"].eq(BASELINE_POLICY)][col]
+            if len(base):
+                mu, sd = base.mean(), base.std()
+                ax.axhline(mu, ls="--", color=BASELINE_COLOR, lw=1.2,
+                           label="1-GPU baseline (none): mean ± sd")
+                if np.isfinite(sd) and sd > 0:
+                    ax.axhspan(mu - sd, mu + sd, color=BASELINE_COLOR, alpha=0.12, lw=0)
+            for i, pol in enumerate(pols):
+                g = d[d["policy"].eq(pol)].groupby("gpus")[col].agg(["mean", "std"])
+                if len(g):
+                    draw_series(ax, g.index, g["mean"], g["std"], pol, i, len(pols))
+            if higher:
+                draw_published(ax, pts, text="{:.2%}".format)
+                ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
+                ax.set_ylabel("% (higher is better)", fontsize=8, color="0.3")
+            else:
+                draw_published(ax, pts)
+                ax.set_ylabel("distance (lower is better)", fontsize=8, color="0.3")
+            gpu_axis(ax, set(d["gpus"]) | set(pts["gpus"].astype(int)))
+            lo, hi = ax.get_ylim()
+            if higher and hi > 1.0 >= d[col].max():  # a score never exceeds 100%
+                ax.set_ylim(max(lo, 2 * d[col].min() - 1.0 - 0.005), 1.002)
+    finish(fig, axes, "Test metrics vs GPUs per warmup policy (mean ± sd over successful "
+           "repeats)", excluded_note(t.runs))
+    return fig
+
+
+def choose_curve_gpus(history: pd.DataFrame, requested: int | None) -> int | None:
+    """The requested GPU count if ``history`` has it, else its largest one (warned)."""
+    if history.empty:
+        return requested
+    have = sorted(set(history["gpus"].astype(int)))
+    if requested in have:
+        return requested
+    if requested is not None:
+        log.warning("%s: no curves at %d GPUs; drawing %d GPUs instead",
+                    "/".join(map(str, combos(history)[0])), requested, have[-1])
+    return have[-1]
+
+
+def fig_curves(t: Tables, gpus: int | None):
+    """lr, training loss and validation loss per epoch, one line per policy at ``gpus``.
+
+    A (dataset, arch) without runs at ``gpus`` shows its largest GPU count instead (said in
+    its title). The 1-GPU ``none`` baseline is drawn dashed for comparison.
+    """
+    rows = (("lr", "learning rate"), ("loss", "training loss"), ("val_loss", "validation loss"))
+    hist = t.history
+    panels = combos(t.runs)
+    fig, axes = grid(len(rows), max(len(panels), 1), width=4.6, height=2.6, sharex="col")
+    if hist.empty or not panels:
+        for r, (_, label) in enumerate(rows):
+            axes[r, 0].set_ylabel(label)
+            empty_panel(axes[r, 0], "no training history (history.csv) in any run")
+        finish(fig, axes, "Learning rate and loss per epoch")
+        return fig
+    hist = hist.replace([np.inf, -np.inf], np.nan)
+    for c, (ds, arch) in enumerate(panels):
+        h = select(hist, ds, arch)
+        n = choose_curve_gpus(h, gpus)
+        axes[0, c].set_title(f"{panel_title(ds, arch)}, {n} GPU{'s' if n != 1 else ''}"
+                             if n is not None else panel_title(ds, arch))
+        at_n = h[h["gpus"].eq(n)] if not h.empty else h
+        base = h[h["gpus"].eq(1) & h["policy"].eq(BASELINE_POLICY) & h["status"].eq("ok")] \
+            if not h.empty else h
+        pols = policy_order(at_n["policy"].unique()) if not at_n.empty else []
+        for r, (col, label) in enumerate(rows):
+            ax = axes[r, c]
+            ax.set_ylabel(label)
+            if at_n.empty or col not in at_n or at_n[col].notna().sum() == 0:
+                empty_panel(ax, f"no {label} recorded")
+                continue
+            if n != 1 and len(base) and base[col].notna().any():
+                m = base.groupby("epoch")[col].mean()
+                ax.plot(m.index + 1, m.values, ls="--", color=BASELINE_COLOR, lw=1.3,
+                        label="1-GPU baseline (none)")
+            for pol in pols:
+                d = at_n[at_n["policy"].eq(pol)]
+                style = policy_style(pol)
+                ok = d[d["status"].eq("ok")]
+                if len(ok):
+                    g = ok.groupby("epoch")[col].agg(["mean", "std"]).fillna({"std": 0})
+                    ax.plot(g.index + 1, g["mean"], color=style["color"], lw=1.9, label=pol)
+                    ax.fill_between(g.index + 1, g["mean"] - g["std"], g["mean"] + g["std"],
+                                    color=style["color"], alpha=0.18, lw=0)
+                for _, run in d[~d["status"].eq("ok")].groupby("repeat"):
+                    ax.plot(run["epoch"] + 1, run[col], color=style["color"], lw=1.1, ls=":",
+                            marker="x", ms=6, label="diverged / failed run (dotted, x)")
+            vals = at_n[col].dropna()
+            if col != "lr" and len(vals) and (vals > 0).all():
+                ax.set_yscale("log")
+            elif col == "lr":
+                ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[-1, c].set_xlabel("epoch")
+    finish(fig, axes, "Learning rate and loss per epoch (mean ± sd over successful repeats)")
+    return fig
+
+
+def network_rate(run: pd.DataFrame) -> pd.Series:
+    """MB/s sent + received; the sampler's byte columns are cumulative counters if monotone."""
+    run = run.sort_values("time_s")
+    total = run["net_sent_bytes"].astype(float) + run["net_recv_bytes"].astype(float)
+    dt = run["time_s"].diff()
+    cumulative = bool((total.diff().dropna() >= 0).all())
+    rate = total.diff() / dt if cumulative else total / dt.median()
+    return (rate / 1e6).where(dt > 0)
+
+
+def pick_resource_run(res: pd.DataFrame, gpus: int | None) -> pd.DataFrame:
+    """One run to show: at ``gpus`` (else the most GPUs), policy none, ok, lowest repeat."""
+    have = sorted(set(res["gpus"].astype(int)))
+    n = gpus if gpus in have else have[-1]
+    cand = res[res["gpus"].eq(n)]
+    key = cand.assign(_p=~cand["policy"].eq(BASELINE_POLICY), _s=~cand["status"].eq("ok"))
+    first = key.sort_values(["_p", "_s", "policy", "repeat"]).iloc[0]
+    return cand[cand["policy"].eq(first["policy"]) & cand["repeat"].eq(first["repeat"])]
+
+
+def _resource_series(d: pd.DataFrame, col: str, scale: float) -> pd.Series:
+    if col == "net_mb_s":
+        if {"net_sent_bytes", "net_recv_bytes"} <= set(d):
+            return network_rate(d)
+    elif col in d:
+        return d[col].astype(float) * scale
+    return pd.Series(np.nan, index=d.index)
+
+
+def fig_resources(t: Tables, gpus: int | None):
+    """Per-rank sampler timelines of one representative run per (dataset, arch)."""
+    res = t.resources
+    panels = combos(t.runs) or [("", "")]
+    fig, axes = grid(len(RESOURCE_PANELS), len(panels), width=4.6, height=2.2, sharex="col")
+    for c, (ds, arch) in enumerate(panels):
+        sub = select(res, ds, arch) if not res.empty else res
+        for r, (_, label, _) in enumerate(RESOURCE_PANELS):
+            axes[r, c].set_ylabel(label, fontsize=9)
+        if sub.empty:
+            axes[0, c].set_title(panel_title(ds, arch) if ds else "")
+            for r in range(len(RESOURCE_PANELS)):
+                empty_panel(axes[r, c], "no resource samples\n(resources/rank*.csv)")
+            continue
+        run = pick_resource_run(sub, gpus)
+        first = run.iloc[0]
+        unit, div = ("min", 60.0) if float(run["time_s"].max()) >= 600 else ("s", 1.0)
+        ranks = sorted(run["rank"].unique())
+        colors = sns.color_palette("viridis", len(ranks))
+        axes[0, c].set_title(f"{panel_title(ds, arch)}\n{first['policy']}, {int(first['gpus'])} "
+                             f"GPUs, repeat {int(first['repeat'])} ({first['status']})",
+                             fontsize=10)
+        for r, (col, _, scale) in enumerate(RESOURCE_PANELS):
+            ax = axes[r, c]
+            drawn = False
+            for rank, color in zip(ranks, colors, strict=True):
+                d = run[run["rank"].eq(rank)].sort_values("time_s")
+                y = _resource_series(d, col, scale)
+                if y.notna().any():
+                    ax.plot(d["time_s"] / div, y, color=color, lw=1.2, alpha=0.85,
+                            label=f"rank {rank}" if len(ranks) <= 8 else None)
+                    drawn = True
+            if not drawn:
+                why = "NVML unavailable" if col.startswith("gpu") else "not sampled"
+                empty_panel(ax, f"no samples ({why})")
+            elif col == "gpu_util":
+                ax.set_ylim(0, 105)
+        axes[-1, c].set_xlabel(f"time since start ({unit})")
+    finish(fig, axes, "Resource utilisation per rank (one run per dataset and architecture)")
+    return fig
+
+
+# --------------------------------------------------------------------------- output
+def output_paths(out_dir: Path) -> list[Path]:
+    """Every file :func:`render_all` writes: ``{name}.{fmt}`` for FIGURES x FORMATS."""
+    return [out_dir / f"{name}.{fmt}" for name in FIGURES for fmt in FORMATS]
+
+
+def save(fig, out_dir: Path, name: str) -> None:
+    """PNG and SVG, atomically, without timestamps (same tables, same bytes)."""
+    for fmt in FORMATS:
+        meta = {"Date": None} if fmt == "svg" else {"Software": "segscale.plots"}
+        with atomic_path(out_dir / f"{name}.{fmt}", suffix=f".{fmt}") as tmp:
+            fig.savefig(tmp, format=fmt, metadata=meta, bbox_inches="tight")
+    plt.close(fig)
+
+
+def render_all(t: Tables, pub: pd.DataFrame, out_dir: Path, curve_gpus: int | None) -> list[Path]:
+    apply_style()
+    builders = {
+        "training_time": lambda: fig_scaling(t, pub, "training_time"),
+        "speedup": lambda: fig_scaling(t, pub, "speedup"),
+        "efficiency": lambda: fig_scaling(t, pub, "efficiency"),
+        "metrics_vs_gpus": lambda: fig_metrics(t, pub),
+        "curves": lambda: fig_curves(t, curve_gpus),
+        "resources": lambda: fig_resources(t, curve_gpus),
+    }
+    for name in FIGURES:
+        save(builders[name](), out_dir, name)
+        log.info("wrote %s/%s.{%s}", out_dir, name, ",".join(FORMATS))
+    return output_paths(out_dir)
+
+
+@dataclass(frozen=True)
+class PlotConfig:
+    tables_dir: Path
+    out_dir: Path
+    published: Path | None
+    curve_gpus: int | None
+
+
+def plot(cfg: PlotConfig) -> list[Path]:
+    return render_all(load_tables(cfg.tables_dir), load_published(cfg.published),
+                      cfg.out_dir, cfg.curve_gpus)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m segscale.plots", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tables-dir", type=Path, required=True,
+                   help="directory with runs.csv, scaling.csv, history.csv, resources.csv")
+    p.add_argument("--out-dir", type=Path, required=True)
+    pub = p.add_mutually_exclusive_group()
+    pub.add_argument("--published", type=Path, default=None,
+                     help="published values CSV (default: the packaged thesis.csv)")
+    pub.add_argument("--no-published", action="store_true", help="draw no published values")
+    p.add_argument("--curve-gpus", type=int, default=None,
+                   help="GPU count for the lr/loss curves and resource timelines "
+                        "(default: the largest)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    published = None if args.no_published else (args.published or default_published())
+    cfg = PlotConfig(args.tables_dir, args.out_dir, published, args.curve_gpus)
+    try:
+        plot(cfg)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Figures from the aggregate tables of the synthetic tree in test_aggregate.py.
+
+One full CLI render (module fixture, run directories deleted first: figures need only the
+tables); edge cases build each figure in memory and draw it at low resolution.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from segscale import aggregate as agg
+from segscale import plots
+
+try:  # tests/unit is on sys.path under pytest's default (prepend) import mode
+    from test_aggregate import SWEEP, cli_args, make_results_tree
+except ImportError:  # pragma: no cover - tests/unit made a package
+    from .test_aggregate import SWEEP, cli_args, make_results_tree
+
+EXPECTED = [f"{n}.{f}" for n in ("training_time", "speedup", "efficiency", "metrics_vs_gpus",
+                                 "curves", "resources") for f in ("png", "svg")]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("plots")
+    root = base / "runs"
+    assert agg.main(cli_args(make_results_tree(root), root, base / "tables")) == 0
+    shutil.rmtree(root)  # regenerating figures must not need the run directories
+    assert plots.main(["--tables-dir", str(base / "tables"), "--out-dir", str(base / "figs"),
+                       "--curve-gpus", "4"]) == 0
+    return base / "figs"
+
+
+def test_fixed_set_of_files(rendered):
+    assert sorted(p.name for p in rendered.iterdir()) == sorted(EXPECTED)
+    assert [p.name for p in plots.output_paths(Path("x"))] == EXPECTED
+
+
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n.endswith(".png")])
+def test_png_valid_and_not_blank(rendered, name):
+    path = rendered / name
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 20_000
+    img = mpimg.imread(path)
+    assert img.shape[0] > 400 and img.shape[1] > 400
+    assert img[..., :3].std() > 0.05  # not a single colour
+    # several distinct colours: the policies' lines are drawn, not only black text
+    assert len(np.unique((img[::3, ::3, :3] * 8).astype(int).reshape(-1, 3), axis=0)) > 20
+
+
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n.endswith(".svg")])
+def test_svg_valid_and_not_trivial(rendered, name):
+    path = rendered / name
+    assert path.stat().st_size > 10_000
+    root = ET.parse(path).getroot()
+    assert root.tag.endswith("svg")
+    assert sum(1 for el in root.iter() if el.tag.endswith("path")) > 20
+
+
+@pytest.mark.parametrize("name, words", [
+    ("speedup.svg", ["published (Guedria thesis)", "ideal (S = N)", "none", "gradual",
+                     "grescale", "17.5"]),
+    ("efficiency.svg", ["ideal (E = 100%)", "97%", "1 diverged, 1 failed"]),
+    ("training_time.svg", ["21 h 40 min", "training time (min, log scale)"]),
+    ("metrics_vs_gpus.svg", ["1-GPU baseline (none): mean ± sd", "Dice", "81.32%"]),
+    ("curves.svg", ["4 GPUs", "diverged / failed run", "learning rate"]),
+    ("resources.svg", ["rank 3", "GPU utilisation (%)", "none, 4 GPUs, repeat 0 (ok)"]),
+])
+def test_figure_labels(rendered, name, words):
+    text = (rendered / name).read_text()
+    for word in words:
+        assert word in text, word
+
+
+# --------------------------------------------------------------------------- edge cases
+def _tables(tmp_path: Path, sweep: dict, resources: bool = True) -> plots.Tables:
+    runs = agg.collect_runs(make_results_tree(tmp_path, sweep, resources=resources), tmp_path)
+    return plots.Tables(runs=runs, scaling=agg.scaling(runs), history=agg.collect_history(runs),
+                        resources=agg.collect_resources(runs))
+
+
+def _draw_all(t: plots.Tables) -> dict[str, str]:
+    """Build and draw every figure; returns each figure's visible text."""
+    plots.apply_style()
+    pub = plots.load_published(plots.default_published())
+    figs = {"training_time": plots.fig_scaling(t, pub, "training_time"),
+            "speedup": plots.fig_scaling(t, pub, "speedup"),
+            "efficiency": plots.fig_scaling(t, pub, "efficiency"),
+            "metrics_vs_gpus": plots.fig_metrics(t, pub),
+            "curves": plots.fig_curves(t, None), "resources": plots.fig_resources(t, None)}
+    texts = {}
+    for name, fig in figs.items():
+        fig.set_dpi(30)
+        fig.canvas.draw()
+        texts[name] = " ".join(txt.get_text() for txt in fig.findobj(plt.Text))
+        plt.close(fig)
+    return texts
+
+
+EDGE_CASES = {
+    "single_gpu_count": ({("none", 1): SWEEP[("none", 1)],
+                          ("grescale", 1): SWEEP[("grescale", 1)]}, True, {}),
+    "one_policy": ({k: v for k, v in SWEEP.items() if k[0] == "none"}, True, {}),
+    "all_diverged": ({("none", 1): [(5.0, 0.1, "diverged")], ("none", 2): [(3.0, 0.1, "diverged")]},
+                     True, {"speedup": "no successful 1-GPU baseline",
+                            "metrics_vs_gpus": "no evaluated successful runs"}),
+    "no_resources": ({k: v for k, v in SWEEP.items() if k[1] < 4}, False,
+                     {"resources": "no resource samples"}),
+    "only_failed": ({("none", 1): [(None, None, "failed")]}, True,
+                    {"training_time": "no successful runs",
+                     "curves": "no training history",
+                     "resources": "no resource samples"}),
+}
+
+
+@pytest.mark.parametrize("case", EDGE_CASES)
+def test_edge_cases_draw_annotated_panels(tmp_path, case):
+    sweep, resources, expected = EDGE_CASES[case]
+    texts = _draw_all(_tables(tmp_path, sweep, resources))
+    for name, message in expected.items():
+        assert message in texts[name], (name, texts[name])
+
+
+def test_resources_without_gpu_samples(tmp_path):
+    t = _tables(tmp_path, {("none", 2): SWEEP[("none", 2)]})
+    res = t.resources.assign(gpu_util=np.nan, gpu_mem_mb=np.nan)
+    fig = plots.fig_resources(plots.Tables(t.runs, t.scaling, t.history, res), None)
+    fig.set_dpi(30)
+    fig.canvas.draw()
+    text = " ".join(x.get_text() for x in fig.findobj(plt.Text))
+    plt.close(fig)
+    assert text.count("no samples (NVML unavailable)") == 2
+    assert "rank 1" in text
+
+
+# --------------------------------------------------------------------------- helpers, CLI
+@pytest.mark.parametrize("seconds, text", [
+    (45, "45 s"), (4440, "74 min"), (78000, "21 h 40 min"), (12300, "3 h 25 min"),
+])
+def test_human_duration(seconds, text):
+    assert plots.human_duration(seconds) == text
+
+
+def test_published_points_match_dataset_and_arch():
+    pub = plots.load_published(plots.default_published())
+    assert set(pub.source) == {"guedria_thesis"}
+    pts = plots.published_points(pub, "speedup", "lasc", "unet")
+    assert list(pts.value) == [17.5] and list(pts.gpus) == [18]
+    assert plots.published_points(pub, "train_time", "brats", "fcn").value.max() == 35.6667 * 3600
+    assert plots.published_points(pub, "dice", "brats", "fcn").empty
+    assert len(plots.published_points(pub, "dice", "Task02_Heart", "unet")) == 2
+
+
+def test_published_csv_is_tidy():
+    raw = pd.read_csv(plots.default_published(), keep_default_na=False)
+    assert list(raw.columns) == ["source", "dataset", "arch", "policy", "gpus", "quantity",
+                                 "value", "unit", "note"]
+    assert raw.value.dtype.kind == "f" and (raw.note != "").all()
+
+
+def test_network_rate_from_cumulative_counters():
+    run = pd.DataFrame({"time_s": [0.0, 2.0, 4.0], "net_sent_bytes": [0, 2e6, 6e6],
+                        "net_recv_bytes": [0, 2e6, 2e6]})
+    assert list(plots.network_rate(run).dropna()) == [2.0, 2.0]
+
+
+def test_curve_gpus_fallback_warns(caplog):
+    hist = pd.DataFrame({"dataset": "d", "arch": "a", "gpus": [1, 2, 8]})
+    with caplog.at_level(logging.WARNING):
+        assert plots.choose_curve_gpus(hist, 4) == 8
+    assert "no curves at 4 GPUs" in caplog.text
+    assert plots.choose_curve_gpus(hist, 2) == 2 and plots.choose_curve_gpus(hist, None) == 8
+
+
+def test_cli_missing_tables_names_file(tmp_path, caplog):
+    with caplog.at_level(logging.ERROR):
+        rc = plots.main(["--tables-dir", str(tmp_path), "--out-dir", str(tmp_path / "f")])
+    assert rc == 1 and "runs.csv" in caplog.text
+    assert not (tmp_path / "f").exists()
