@@ -59,7 +59,10 @@ HISTORY_COLUMNS = ("epoch", "lr", "loss", "val_loss", "val_dice", "epoch_time_s"
 RESOURCE_COLUMNS = ("time_s", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb",
                     "net_sent_bytes", "net_recv_bytes")
 # Numeric run columns that describe the run rather than measure it: never summarised.
-NOT_MEASURES = frozenset({"gpus", "repeat", "seed", "n_classes", "resumed_from_epoch"})
+NOT_MEASURES = frozenset({"gpus", "repeat", "seed", "n_classes", "resumed_from_epoch",
+                          "global_batch", "lr_target", "steps_per_epoch"})
+# Diagnostic counts from metrics.json (how many values a mean had): kept per run, not summarised.
+COUNT_MARKERS = ("valid_counts", "infinite_counts")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -99,21 +102,26 @@ def _num(value: Any) -> float:
     return math.nan if found is None else found
 
 
-def _flatten(obj: Any, prefix: str, out: dict[str, float], class_names: Sequence[str]) -> None:
-    """Flatten nested dicts/lists of numbers into ``prefix_key`` columns; strings are skipped.
+def _flatten(obj: Any, prefix: str, out: dict[str, Any], class_names: Sequence[str],
+             keep_strings: bool = False) -> None:
+    """Flatten nested dicts/lists of numbers into ``prefix_key`` columns.
 
     A list as long as ``class_names`` is per class and gets the class names as suffixes.
+    Strings are skipped unless ``keep_strings`` (hyper-parameters such as the optimizer).
     """
     if isinstance(obj, dict):
         for key, val in obj.items():
-            _flatten(val, f"{prefix}{_slug(key)}_", out, class_names)
+            _flatten(val, f"{prefix}{_slug(key)}_", out, class_names, keep_strings)
+        return
+    if keep_strings and isinstance(obj, str):
+        out[prefix.rstrip("_")] = obj
         return
     name = prefix.rstrip("_")
     if isinstance(obj, (list, tuple)):
         labels = ([_slug(c) for c in class_names] if len(obj) == len(class_names)
                   else [str(i) for i in range(len(obj))])
         for label, val in zip(labels, obj, strict=True):
-            _flatten(val, f"{name}_{label}_", out, class_names)
+            _flatten(val, f"{name}_{label}_", out, class_names, keep_strings)
         return
     value = _scalar(obj)
     if value is not None and name:
@@ -133,7 +141,10 @@ def flatten_metrics(metrics: dict) -> dict[str, float]:
     _flatten(metrics.get("summary") or {}, "", out, names)
     for level, values in (metrics.get("levels") or {}).items():
         _flatten(values, f"{_slug(level)}_", out, names)
-    _flatten(metrics.get("regions") or {}, "region_", out, names)
+    regions = {name: {k: v for k, v in entry.items() if k != "labels"}  # ids, not measures
+               for name, entry in (metrics.get("regions") or {}).items()
+               if isinstance(entry, dict)}
+    _flatten(regions, "region_", out, names)
     _flatten(metrics.get("inference") or {}, "inference_", out, names)
     if metrics.get("n_classes") is not None:
         out["n_classes"] = float(metrics["n_classes"])
@@ -193,6 +204,10 @@ def _run_json_fields(run: dict, path: Path, params: dict[str, Any] | None) -> di
     hosts = run.get("hosts") or []
     fields: dict[str, Any] = {
         "run_status": run.get("status"),
+        "stop_reason": run.get("stop_reason"),
+        "global_batch": _num(run.get("global_batch")),
+        "lr_target": _num(run.get("lr_target")),
+        "steps_per_epoch": _num(run.get("steps_per_epoch")),
         "seed": _num(run.get("seed")),
         "epochs_planned": _num(run.get("epochs_planned")),
         "epochs_completed": _num(run.get("epochs_completed")),
@@ -204,8 +219,8 @@ def _run_json_fields(run: dict, path: Path, params: dict[str, Any] | None) -> di
         "git_revision": env.get("git"),
         "slurm_job_id": (env.get("slurm") or {}).get("SLURM_JOB_ID"),
     }
-    hp: dict[str, float] = {}
-    _flatten(run.get("hparams") or {}, "hp_", hp, ())
+    hp: dict[str, Any] = {}
+    _flatten(run.get("hparams") or {}, "hp_", hp, (), keep_strings=True)
     fields.update(hp)
     if params is None:
         fields.update({k: v for k, v in from_json.items()})
@@ -329,9 +344,10 @@ def collect_runs(metrics_paths: Iterable[str | Path],
 
 # --------------------------------------------------------------------------- statistics
 def measure_columns(df: pd.DataFrame) -> list[str]:
-    """Numeric columns that are measurements (not parameters, ids or hyper-parameters)."""
+    """Numeric columns that are measurements (not parameters, hyper-parameters or counts)."""
     return [c for c in df.columns
             if c not in NOT_MEASURES and not c.startswith("hp_")
+            and not any(m in c for m in COUNT_MARKERS)
             and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
 
 

@@ -49,12 +49,14 @@ def _metrics(dice: float, status: str) -> dict:
         for level, n, off in (("slice", 700, 0.0), ("volume", 10, 0.01), ("split", 1, 0.005))
     }
     levels["slice"]["per_class"] = {"dice": [0.99, dice]}
+    regions = {} if dice < 0.5 else {"whole_tumour": {"labels": [1, 2, 3],
+                                                      "slice": {"n": 700, "dice": dice}}}
     return {
         "status": status, "n_classes": 2, "class_names": CLASS_NAMES,
         "summary": {"dice": dice, "pixel_accuracy": 0.99, "mean_accuracy": 0.9 + dice / 10,
                     "mean_iou": dice - 0.1, "fw_iou": 0.98, "sensitivity": dice + 0.05,
                     "specificity": 0.999, "avg_hausdorff": 10 * (1 - dice), "hd95": float("nan")},
-        "levels": levels,
+        "levels": levels, "regions": regions,
         "inference": {"batch1_ms_per_image": 12.5, "batched_ms_per_image": 3.0,
                       "batch_size": 16},
     }
@@ -180,7 +182,9 @@ def test_flatten_metrics_levels_classes_and_inference():
     assert flat["slice_per_class_dice_background"] == 0.99
     assert flat["inference_batch1_ms_per_image"] == 12.5
     assert math.isnan(flat["hd95"])
+    assert flat["region_whole_tumour_slice_dice"] == 0.8
     assert "status" not in flat and "class_names" not in flat
+    assert not any("labels" in k for k in flat)
 
 
 # --------------------------------------------------------------------------- runs table
@@ -199,6 +203,7 @@ def test_runs_table_rows_and_status(runs):
 def test_runs_table_values(runs):
     r = _row(runs, "none", 2, 1)
     assert (r.dataset, r.arch, r.seed, r.hp_lr, r.hp_warmup_epochs) == ("lasc", "unet", 1, 2e-5, 5)
+    assert r.hp_optimizer == "sgd"
     assert r.train_time_s == 55.0 and r.time_per_epoch_s == 55.0 / EPOCHS
     assert r.images_per_s == 140 + 1.5  # median of 140..143
     assert r.images_per_s_per_gpu == pytest.approx(141.5 / 2)
@@ -251,7 +256,7 @@ def test_summary_counts_and_stats(runs):
     assert d.loc[("none", 1), "std"] == pytest.approx(0.02)
     assert {"slice_dice", "volume_dice", "split_dice", "images_per_s",
             "time_per_epoch_s"} <= set(s.measure)
-    assert not {"gpus", "repeat", "seed", "hp_lr"} & set(s.measure)
+    assert not {"gpus", "repeat", "seed", "hp_lr", "slice_valid_counts_dice"} & set(s.measure)
     assert len(s) == 7 * s.measure.nunique()  # every configuration x every measure
 
 
