@@ -123,7 +123,10 @@ def _check(conf: np.ndarray) -> np.ndarray:
 
 
 def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Pixel counts ``conf[t, p]`` of truth class ``t`` predicted as ``p`` (one ``bincount``).
+    """Pixel counts ``conf[t, p]`` of truth class ``t`` predicted as ``p``.
+
+    A ``bincount`` of the codes ``t * K + p`` (uint8 for K <= 16, in cache-sized chunks);
+    for K == 2, three ``count_nonzero`` passes instead, which is several times faster.
 
     Args:
         truth: integer or bool label map, any shape.
@@ -139,12 +142,11 @@ def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.
     """
     truth, pred = np.asarray(truth), np.asarray(pred)
     _check_labels(truth, pred, n_classes)
-    flat = truth.ravel().astype(np.intp) * n_classes + pred.ravel()
-    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return _confusion(truth.reshape(-1), pred.reshape(-1), n_classes)
 
 
 def confusion_matrices(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """One confusion matrix per item of the first axis (e.g. per slice), in one ``bincount``.
+    """One confusion matrix per item of the first axis (e.g. per slice).
 
     Args:
         truth: (N, ...) integer label maps.
@@ -158,14 +160,42 @@ def confusion_matrices(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> n
         ValueError: as :func:`confusion_matrix`, or inputs with no leading axis.
     """
     truth, pred = np.asarray(truth), np.asarray(pred)
-    _check_labels(truth, pred, n_classes)
     if truth.ndim < 1:
         raise ValueError("confusion_matrices needs arrays with a leading item axis")
+    _check_labels(truth, pred, n_classes)
     n = truth.shape[0]
-    kk = n_classes * n_classes
-    item = np.repeat(np.arange(n, dtype=np.intp) * kk, truth[0].size if n else 0)
-    flat = item + truth.reshape(-1).astype(np.intp) * n_classes + pred.reshape(-1)
-    return np.bincount(flat, minlength=n * kk).reshape(n, n_classes, n_classes)
+    out = np.zeros((n, n_classes, n_classes), dtype=np.int64)
+    if n == 0:
+        return out
+    t2, p2 = truth.reshape(n, -1), pred.reshape(n, -1)
+    for i in range(n):  # per item: small arrays stay in cache; the loop costs ~µs per item
+        out[i] = _confusion(t2[i], p2[i], n_classes)
+    return out
+
+
+_CHUNK = 1 << 15  # codes per bincount: the intp copy bincount makes stays in cache
+
+
+def _confusion(truth: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """(K, K) counts of two validated 1D label arrays."""
+    if truth.dtype == np.bool_:
+        truth = truth.view(np.uint8)
+    if pred.dtype == np.bool_:
+        pred = pred.view(np.uint8)
+    if k == 2:  # labels are 0/1: counts of 1s and of joint 1s give the whole matrix
+        n_t, n_p = np.count_nonzero(truth), np.count_nonzero(pred)
+        tp = np.count_nonzero(truth & pred)
+        return np.array([[truth.size - n_t - n_p + tp, n_p - tp], [n_t - tp, tp]],
+                        dtype=np.int64)
+    kk = k * k
+    code_type = np.uint8 if kk <= 256 else np.uint16 if kk <= 65536 else np.intp
+    out = np.zeros(kk, dtype=np.int64)
+    for start in range(0, truth.size, _CHUNK):
+        code = truth[start:start + _CHUNK].astype(code_type)
+        code *= code_type(k)
+        code += pred[start:start + _CHUNK].astype(code_type, copy=False)
+        out += np.bincount(code, minlength=kk)
+    return out.reshape(k, k)
 
 
 def _check_labels(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> None:
@@ -176,10 +206,12 @@ def _check_labels(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> None:
     for name, arr in (("truth", truth), ("prediction", pred)):
         if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
             raise ValueError(f"{name} labels must be integers, got dtype {arr.dtype}")
-        if arr.size:
-            lo, hi = int(arr.min()), int(arr.max())
-            if lo < 0 or hi >= n_classes:
-                raise ValueError(f"{name} labels span [{lo}, {hi}], outside [0, {n_classes})")
+        if not arr.size or (arr.dtype == np.bool_ and n_classes >= 2):
+            continue
+        hi = int(arr.max())
+        lo = 0 if arr.dtype.kind in "ub" else int(arr.min())  # unsigned: no min pass
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(f"{name} labels span [{lo}, {hi}], outside [0, {n_classes})")
 
 
 def class_counts(conf: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -302,3 +302,22 @@ def test_binary_dice_iou_match_medpy(seed):
     assert M.iou(conf)[1] == pytest.approx(medpy.jc(pred, truth), rel=1e-12)
     assert M.sensitivity(conf)[1] == pytest.approx(medpy.sensitivity(pred, truth), rel=1e-12)
     assert M.specificity(conf)[1] == pytest.approx(medpy.specificity(pred, truth), rel=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 17, 300])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.uint16, bool])
+def test_confusion_matrix_paths_match_reference(k, dtype):
+    if dtype is bool and k > 2 or dtype is np.uint8 and k > 256:
+        pytest.skip("labels do not fit the dtype")
+    rng = np.random.default_rng(k)
+    truth = rng.integers(0, k, (3, 70_000)).astype(dtype)  # > one bincount chunk
+    pred = rng.integers(0, k, (3, 70_000)).astype(dtype)
+    ref = np.zeros((k, k), np.int64)
+    np.add.at(ref, (truth.astype(int).ravel(), pred.astype(int).ravel()), 1)
+    np.testing.assert_array_equal(M.confusion_matrix(truth, pred, k), ref)
+    np.testing.assert_array_equal(M.confusion_matrices(truth, pred, k).sum(axis=0), ref)
+
+
+def test_bool_labels_need_two_classes():
+    with pytest.raises(ValueError, match="outside"):
+        M.confusion_matrix(np.array([True]), np.array([False]), 1)
