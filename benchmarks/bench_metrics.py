@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     log.info("%d masks of %dx%d, %d interleaved repeats, median times per batch",
              args.masks, args.size, args.size, args.repeats)
-    log.info("| %-28s | %10s | %10s | %14s |", "metric", "segscale", "medpy", "medpy/segscale")
-    log.info("|%s|%s|%s|%s|", "-" * 30, "-" * 12, "-" * 12, "-" * 16)
+    log.info("| %-28s | %11s | %11s | %14s |", "metric", "segscale", "medpy", "medpy/segscale")
+    log.info("|%s|%s|%s|%s|", "-" * 30, "-" * 13, "-" * 13, "-" * 16)
     for row in rows:
         log.info("| %-28s | %8.1f ms | %8.1f ms | %13.1fx |", row["name"], 1000 * row["ours"],
                  1000 * row["medpy"], row["ratio"])
