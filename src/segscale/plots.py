@@ -389,7 +389,7 @@ def fig_metrics(t: Tables, pub: pd.DataFrame):
             gpu_axis(ax, set(d["gpus"]) | set(pts["gpus"].astype(int)))
             lo, hi = ax.get_ylim()
             if higher and hi > 1.0 >= d[col].max():  # a score never exceeds 100%
-                ax.set_ylim(max(lo, 2 * d[col].min() - 1.0 - 0.005), 1.002)
+                ax.set_ylim(max(lo, 2 * d[col].min() - 1.0 - 0.005), 1.001)
     finish(fig, axes, "Test metrics vs GPUs per warmup policy (mean ± sd over successful "
            "repeats)", excluded_note(t.runs))
     return fig
