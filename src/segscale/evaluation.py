@@ -41,7 +41,7 @@ from tqdm import tqdm
 from segscale import metrics as M
 from segscale.data.slicing import resize_label
 from segscale.data.store import SliceStore
-from segscale.surface import SurfaceDistances, surface_metrics
+from segscale.surface import SurfaceDistances, bounding_box, surface_metrics
 
 log = logging.getLogger(__name__)
 
@@ -368,8 +368,13 @@ def evaluate_store(store: SliceStore, pred: np.ndarray, volume_sink: VolumeSink 
         pred_vol = reassemble(np.asarray(pred[pat.rows]), pat.slices, axis, pat.shape)
         vol_confs[v] = M.confusion_matrix(np.take(truth_vol, pat.slices, axis=axis),
                                           np.take(pred_vol, pat.slices, axis=axis), k)
+        # every scored mask excludes background (k > 1), so its surfaces lie in this box
+        box = bounding_box((truth_vol > 0) | (pred_vol > 0)) if k > 1 else (slice(None),) * 3
+        t_box, p_box = truth_vol[box], pred_vol[box]
         for m, (_, labs) in enumerate(masks):
-            sd = surface_metrics(np.isin(truth_vol, labs), np.isin(pred_vol, labs), pat.spacing)
+            lut = np.zeros(k, dtype=bool)  # labels were checked to lie in [0, k)
+            lut[list(labs)] = True
+            sd = surface_metrics(lut[t_box], lut[p_box], pat.spacing)
             dist[v, m] = [getattr(sd, name) for name in DISTANCES]
         if volume_sink is not None:
             volume_sink(pat.patient, pred_vol)

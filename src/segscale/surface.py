@@ -40,8 +40,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["SurfaceDistances", "directed_surface_distances", "surface_distances",
-           "surface_metrics"]
+__all__ = ["SurfaceDistances", "bounding_box", "directed_surface_distances",
+           "surface_distances", "surface_metrics"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,20 @@ def _check(truth: np.ndarray, pred: np.ndarray,
     return truth.astype(bool), pred.astype(bool), sp
 
 
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The smallest box holding every non-zero voxel of ``mask`` (empty slices if none).
+
+    One ``any`` projection per axis: much faster than ``np.nonzero`` on large volumes.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    box = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=others) if others else mask)
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0))
+    return tuple(box)
+
+
 def _border(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, structure=footprint, border_value=0)
 
@@ -105,8 +119,7 @@ def surface_distances(truth: np.ndarray, pred: np.ndarray,
     truth, pred, sp = _check(truth, pred, spacing)
     if not truth.any() or not pred.any():
         return np.empty(0), np.empty(0)
-    union = truth | pred
-    box = tuple(slice(int(ix.min()), int(ix.max()) + 1) for ix in np.nonzero(union))
+    box = bounding_box(truth | pred)
     truth, pred = truth[box], pred[box]
     footprint = ndimage.generate_binary_structure(truth.ndim, connectivity)
     t_border, p_border = _border(truth, footprint), _border(pred, footprint)
