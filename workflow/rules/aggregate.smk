@@ -5,14 +5,22 @@ rule aggregate:
     input:
         stored_run_metrics,
     output:
-        runs="results/tables/runs.csv",
+        runs=report(
+            "results/tables/runs.csv",
+            caption="../report/runs_table.rst",
+            category="Tables",
+        ),
         parquet="results/tables/runs.parquet",
         summary=report(
             "results/tables/summary.csv",
             caption="../report/summary_table.rst",
             category="Tables",
         ),
-        scaling="results/tables/scaling.csv",
+        scaling=report(
+            "results/tables/scaling.csv",
+            caption="../report/scaling_table.rst",
+            category="Tables",
+        ),
         history="results/tables/history.csv",
         resources="results/tables/resources.csv",
     log:
