@@ -9,6 +9,7 @@ import pytest
 
 from segscale.surface import (
     SurfaceDistances,
+    bounding_box,
     directed_surface_distances,
     surface_distances,
     surface_metrics,
@@ -134,3 +135,26 @@ def test_matches_medpy(seed, shape, spacing):
     assert sd.asd_truth_to_pred == pytest.approx(b, rel=1e-12)
     assert sd.masd == pytest.approx((a + b) / 2, rel=1e-12)
     assert sd.avg_hausdorff == pytest.approx(max(a, b), rel=1e-12)
+
+
+BOXES = {
+    "2d": (np.pad(np.ones((2, 3), bool), ((1, 4), (2, 0))), (slice(1, 3), slice(2, 5))),
+    "3d_single_voxel": (np.pad(np.ones((1, 1, 1), bool), ((2, 0), (0, 3), (1, 1))),
+                        (slice(2, 3), slice(0, 1), slice(1, 2))),
+    "empty": (np.zeros((3, 4), bool), (slice(0, 0), slice(0, 0))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOXES))
+def test_bounding_box(name):
+    mask, expected = BOXES[name]
+    assert bounding_box(mask) == expected
+
+
+def test_padding_does_not_change_distances():
+    rng = np.random.default_rng(7)
+    truth, pred = _random_blob(rng, (12, 10, 9)), _random_blob(rng, (12, 10, 9))
+    pad = ((3, 5), (0, 7), (2, 2))
+    a = surface_metrics(truth, pred, (0.5, 1.0, 2.0))
+    b = surface_metrics(np.pad(truth, pad), np.pad(pred, pad), (0.5, 1.0, 2.0))
+    assert a.as_dict() == pytest.approx(b.as_dict())
