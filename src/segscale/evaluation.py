@@ -194,7 +194,8 @@ def summarise_pooled(conf: np.ndarray, n_units: int) -> dict:
     for name in OVERLAP:
         out[name], counts[name] = float(scalars[name][0]), int(scalars[f"{name}_n_valid"][0])
     out["per_class"] = {name: _jsonable(t[0]) for name, t in per_class.items()}
-    counts["per_class"] = {name: _jsonable(~np.isnan(t[0])) for name, t in per_class.items()}
+    counts["per_class"] = {name: _jsonable((~np.isnan(t[0])).astype(int))
+                           for name, t in per_class.items()}
     out["valid_counts"] = counts
     return out
 

@@ -228,3 +228,13 @@ def test_shape_mismatch_raises(four_class_store):
         evaluate_store(store, np.zeros((3, 12, 10), np.uint8))
     with pytest.raises(ValueError, match="outside"):
         evaluate_store(store, np.full(store.labels.shape, 7, np.uint8))
+
+
+def test_split_valid_counts_are_integers(four_class_store):
+    store, _ = four_class_store
+    pred = np.array(store.labels)
+    pred[pred == 2] = 1  # class 2 never predicted
+    split = evaluate_store(store, pred)["levels"]["split"]
+    counts = split["valid_counts"]["per_class"]["dice"]
+    assert counts == [1, 1, 1, 1] and all(type(c) is int for c in counts)
+    assert split["per_class"]["dice"][2] == 0.0
