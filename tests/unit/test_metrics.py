@@ -304,11 +304,10 @@ def test_binary_dice_iou_match_medpy(seed):
     assert M.specificity(conf)[1] == pytest.approx(medpy.specificity(pred, truth), rel=1e-12)
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 17, 300])
-@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.uint16, bool])
+@pytest.mark.parametrize("k,dtype", [
+    (k, dtype) for k in (1, 2, 3, 17, 300) for dtype in (np.uint8, np.int64, np.uint16, bool)
+    if not (dtype is bool and k > 2 or dtype is np.uint8 and k > 256)])
 def test_confusion_matrix_paths_match_reference(k, dtype):
-    if dtype is bool and k > 2 or dtype is np.uint8 and k > 256:
-        pytest.skip("labels do not fit the dtype")
     rng = np.random.default_rng(k)
     truth = rng.integers(0, k, (3, 70_000)).astype(dtype)  # > one bincount chunk
     pred = rng.integers(0, k, (3, 70_000)).astype(dtype)
