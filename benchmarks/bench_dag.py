@@ -1,7 +1,7 @@
 """How long snakemake takes to plan the full thesis sweep (580 runs, 1,700+ jobs) against
 planning the data stage alone of the same config: both dry runs alternate in one session.
 
-    python benchmarks/bench_dag.py [--repeats 3]
+    python benchmarks/bench_dag.py [--repeats 3]      (from the repository root)
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-from segscale.data.demo import generate
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the test helper that stands tiny tasks in for the real ones
+from tests.workflow.helpers import thesis_config_on_demo_data  # noqa: E402
+
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
@@ -37,12 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        config = yaml.safe_load((REPO / "config" / "thesis.yaml").read_text())
-        for name, kind in (("brats", "brats"), ("lasc", "heart")):
-            generate(kind, tmp / name, n_train=3, n_test=0)
-            config["datasets"][name]["root"] = str(tmp / name)
-        path = tmp / "thesis.yaml"
-        path.write_text(yaml.safe_dump(config))
+        path = thesis_config_on_demo_data(tmp)
         full, data = [], []
         for _ in range(args.repeats):
             full.append(dry_run(tmp, path, "all"))

@@ -20,3 +20,19 @@ def snakemake(workdir: Path, *args: str, timeout: float = 600,
     environ["PATH"] = f"{SNAKEMAKE.parent}{os.pathsep}{environ.get('PATH', '')}"
     cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=environ)
+
+
+def thesis_config_on_demo_data(folder: Path) -> Path:
+    """config/thesis.yaml with its dataset roots pointed at tiny generated tasks in
+    ``folder``: the full study's DAG can then be planned without the real data."""
+    import yaml
+
+    from segscale.data.demo import generate
+
+    config = yaml.safe_load((REPO / "config" / "thesis.yaml").read_text())
+    for name, kind in (("brats", "brats"), ("lasc", "heart")):
+        generate(kind, folder / name, n_train=3, n_test=0)
+        config["datasets"][name]["root"] = str(folder / name)
+    path = folder / "thesis.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

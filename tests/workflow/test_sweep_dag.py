@@ -6,11 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
-import yaml
 
-from segscale.data.demo import generate
-
-from .helpers import REPO, snakemake
+from .helpers import REPO, snakemake, thesis_config_on_demo_data
 
 pytestmark = pytest.mark.slow
 DEMO_CONFIG = REPO / "config" / "config.yaml"
@@ -35,15 +32,8 @@ def _train_jobs(text: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def thesis_config(tmp_path_factory):
-    """config/thesis.yaml with its roots pointed at tiny generated tasks."""
     tmp = tmp_path_factory.mktemp("thesis")
-    config = yaml.safe_load((REPO / "config" / "thesis.yaml").read_text())
-    for name, kind in (("brats", "brats"), ("lasc", "heart")):
-        generate(kind, tmp / name, n_train=3, n_test=0)
-        config["datasets"][name]["root"] = str(tmp / name)
-    path = tmp / "thesis.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return tmp, path
+    return tmp, thesis_config_on_demo_data(tmp)
 
 
 def test_full_thesis_sweep_builds_its_dag(thesis_config):
