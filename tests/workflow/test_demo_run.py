@@ -45,7 +45,7 @@ def test_every_run_trained_with_its_rank_count_and_was_evaluated(demo):
         assert manifest["status"] == "ok" and manifest["n_ranks"] == n
         assert history["epoch"].tolist() == [0, 1] and (history["ranks"] == n).all()
         assert 0 <= metrics["summary"]["dice"] <= 1
-        assert sorted(p.name for p in (folder / "predictions").iterdir()) == test_volumes
+        assert sorted(p.name for p in (folder / "predictions").glob("*.nii.gz")) == test_volumes
     # gradual warmup on 2 ranks: epoch 0 at the base lr, then lr x 2 (warmup_epochs: 1)
     lrs = pd.read_csv(demo / "results/runs/tiny-heart/unet/gradual/gpus2/rep0/history.csv")["lr"]
     assert lrs.iloc[-1] == pytest.approx(2e-3)
