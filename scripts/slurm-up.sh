@@ -203,6 +203,8 @@ SlurmdLogFile=$LOGDIR/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 PlugStackConfig=$ETC/plugstack.conf
+# Per-node environment for every task (see task-prolog.sh below).
+TaskProlog=$ETC/task-prolog.sh
 # No cgroups inside a container: track processes through /proc, no task binding.
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -257,6 +259,25 @@ done
     echo "AutoDetect=off"
     echo "Name=gpu File=$DIR/dev/gpu[0-$((GPUS - 1))]"
 } | write_if_changed "$ETC/gres.conf" 644
+
+# The emulated nodes share one host and one hostname.  OpenMPI's shared-memory transport names
+# its files <dir>/vader_segment.<hostname>.<job>.<local rank>, so local rank 0 on node1 and local
+# rank 0 on node2 would map the same file and a 2-node MPI job (Horovod) segfaults in
+# mca_btl_vader.  Each node gets its own directory instead (its TmpFS), as on real nodes.
+# slurmstepd applies the "export NAME=value" lines a TaskProlog prints.  A user's own value is
+# kept, but not ours inherited from the batch step (node1's), which srun passes to every node.
+cat <<EOF | write_if_changed "$ETC/task-prolog.sh" 755
+#!/bin/sh
+$MARKER
+case "\${OMPI_MCA_btl_vader_backing_directory:-$DIR/tmp/}" in
+    "$DIR/tmp/"*)
+        if [ -n "\${SLURMD_NODENAME:-}" ]; then
+            echo "export OMPI_MCA_btl_vader_backing_directory=$DIR/tmp/\$SLURMD_NODENAME"
+        fi
+        ;;
+esac
+exit 0
+EOF
 
 # Empty plugstack: do not pick up SPANK plugins from /etc/slurm/plugstack.conf.d.
 echo "$MARKER" | write_if_changed "$ETC/plugstack.conf" 644
@@ -409,11 +430,14 @@ wait_for "slurmctld" ctld_up
 
 for ((i = 1; i <= NODES; i++)); do
     n="$(node_name "$i")"
+    # The node's TmpFS, like /tmp: every job user writes there (pmix, OpenMPI shared memory).
+    mkdir -p "$DIR/tmp/$n"
+    chmod 1777 "$DIR/tmp/$n"
     if pid_alive "$RUN/slurmd-$n.pid" slurmd; then
         log "slurmd $n already running (pid $(cat "$RUN/slurmd-$n.pid"))"
     else
         log "starting slurmd $n"
-        mkdir -p "$DIR/spool/slurmd-$n" "$DIR/tmp/$n"
+        mkdir -p "$DIR/spool/slurmd-$n"
         slurmd -f "$SLURM_CONF_FILE" -N "$n"
     fi
 done

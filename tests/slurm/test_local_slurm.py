@@ -83,6 +83,51 @@ def test_two_emulated_nodes(slurm, tmp_path):
     assert all(r[2] == "0,1" for r in rows), rows
 
 
+MPI_ALLREDUCE_C = r"""
+#include <mpi.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    int rank, size, one = 1, sum = 0;
+    MPI_Comm dup;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_dup(MPI_COMM_WORLD, &dup);  /* what Horovod does first; crashed here before */
+    MPI_Comm_rank(dup, &rank);
+    MPI_Comm_size(dup, &size);
+    for (int i = 0; i < 100; i++) MPI_Allreduce(&one, &sum, 1, MPI_INT, MPI_SUM, dup);
+    printf("%d %d %d\n", rank, size, sum);
+    MPI_Comm_free(&dup);
+    MPI_Finalize();
+    return 0;
+}
+"""
+
+
+def test_mpi_job_across_two_emulated_nodes(slurm, tmp_path):
+    """A real MPI program over 2 nodes x 2 ranks (the n=4 training geometry).
+
+    Both emulated nodes are one host with one hostname: OpenMPI's shared-memory segment files
+    collided across them (segfault in mca_btl_vader) until slurm-up.sh's TaskProlog gave each
+    node its own backing directory.
+    """
+    if _node_count(slurm.env) < 2:
+        pytest.skip("cluster started with SEGSCALE_SLURM_NODES=1")
+    if shutil.which("mpicc") is None:
+        pytest.skip("mpicc (libopenmpi-dev) not installed")
+    if "pmix" not in _mpi_plugins(slurm.env):
+        pytest.skip("srun --mpi=pmix not available: OpenMPI ranks cannot wire up under srun")
+    (tmp_path / "allreduce.c").write_text(MPI_ALLREDUCE_C)
+    run(["mpicc", "-o", str(tmp_path / "allreduce"), str(tmp_path / "allreduce.c")],
+        slurm.env, timeout=120)
+    out = tmp_path / "allreduce.out"
+    # As the workflow submits it: batch script on node1, srun spreads the ranks (the batch
+    # step's environment, node1's, is what srun passes on to node2).
+    job = sbatch(slurm.env, "--nodes=2", "--ntasks-per-node=2", "--gres=gpu:2",
+                 f"--output={out}", "--wrap", "srun --mpi=pmix -n 4 ./allreduce", cwd=tmp_path)
+    assert wait_job(slurm.env, job) == "COMPLETED", out.read_text() if out.exists() else ""
+    rows = sorted(line.split() for line in out.read_text().splitlines() if line.strip())
+    assert rows == [[str(r), "4", "4"] for r in range(4)], out.read_text()
+
+
 def test_mpirun_uses_slurm_allocation(slurm, tmp_path):
     """OpenMPI's mpirun inside sbatch reads the allocation: no -n, still 2 ranks."""
     if shutil.which("mpirun") is None:
