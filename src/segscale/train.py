@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -347,6 +348,9 @@ def run(spec: RunSpec, cfg: TrainConfig, signals) -> int:
         "environment": describe_environment(),
     }
     write_json(out / "run.json", manifest)
+    # A finished run keeps no checkpoints: they only serve to resume an interrupted run, and
+    # a forced rerun of a finished one (a re-measured scaling point) must train again.
+    shutil.rmtree(ckpt_root, ignore_errors=True)
     log.info("run %s: %d/%d epochs, %.1f s", status, manifest["epochs_completed"], cfg.epochs,
              manifest["train_time_s"])
     return EXIT_OK

@@ -69,8 +69,18 @@ def test_figures_dry_run_schedules_no_training(demo):
 
 def test_single_point_rerun_runs_exactly_one_training(demo):
     target = f"results/runs/{RUNS[1]}/metrics.json"
+    before = {run: json.loads((demo / "results/runs" / run / "run.json").read_text())
+              for run in RUNS}
     proc = _local(demo, "--forcerun", "train", "--", target)
     assert proc.returncode == 0, proc.stdout[-3000:]
     out = proc.stdout + proc.stderr
     assert out.count("rule train:") == 1 and f"{RUNS[1]}" in out
     assert "rule aggregate" not in out
+    after = {run: json.loads((demo / "results/runs" / run / "run.json").read_text())
+             for run in RUNS}
+    # The point really trained again (no checkpoint to resume from), the others untouched.
+    assert after[RUNS[1]]["resumed_from_epoch"] is None
+    assert after[RUNS[1]]["environment"]["created"] >= before[RUNS[1]]["environment"]["created"]
+    assert after[RUNS[1]]["train_time_s"] != before[RUNS[1]]["train_time_s"]
+    for run in (RUNS[0], RUNS[2]):
+        assert after[run] == before[run]
