@@ -1,0 +1,236 @@
+# The GreScale guideline loop (thesis 6.3.3, fig. 6.3; docs/guideline.md), per (dataset,
+# arch, GPU count n): start plan -> iteration i = train (grescale) + predict + evaluate
+# -> tune_step checkpoint writing iter{i}/decision.json (next hparams, or done) -> i + 1.
+# The iteration table is the target; its input walks the decisions, so restarts resume.
+#
+# ---- helpers: move this block (down to the first rule) into common.smk when wiring,
+# which `snakemake --lint` asks for; it uses json, itertools, SWEEP and the train helpers.
+
+TUNE = config.get("guideline", {})
+TUNE_SELECTION = ("datasets", "archs", "gpus")  # workflow keys, not segscale.tune_step's
+
+
+wildcard_constraints:
+    i=r"\d+",
+
+
+def tune_grid():
+    """(dataset, arch, n) triples to tune: guideline.datasets/archs/gpus, else the sweep's
+    (GPU counts above 1: the 1-GPU run is the baseline itself)."""
+    datasets = TUNE.get("datasets") or SWEEP["datasets"]
+    archs = TUNE.get("archs") or SWEEP["archs"]
+    gpus = TUNE.get("gpus") or [n for n in SWEEP["gpus"] if n > 1]
+    return list(itertools.product(datasets, archs, gpus))
+
+
+def tune_targets(wildcards):
+    """The iteration table of every tuned (dataset, arch, n)."""
+    grid = tune_grid()
+    columns = dict(zip(("dataset", "arch", "n"), zip(*grid))) if grid else {}
+    return expand(rules.tune_table.output.table, zip, **columns) if grid else []
+
+
+def guideline_settings_json(wildcards):
+    """The guideline settings for segscale.tune_step (selection keys removed)."""
+    settings = {k: v for k, v in TUNE.items() if k not in TUNE_SELECTION}
+    return json.dumps(settings, sort_keys=True)
+
+
+def tune_baseline(wildcards):
+    """The sweep's 1-GPU baseline of the same dataset and arch: policy none, repeat 0."""
+    return expand(
+        rules.evaluate.output.metrics,
+        dataset=wildcards.dataset,
+        arch=wildcards.arch,
+        policy="none",
+        n=1,
+        r=0,
+    )
+
+
+def tune_plan(wildcards):
+    """The plan iteration i trains from: start.json for 0, else decision i - 1."""
+    i = int(wildcards.i)
+    where = dict(dataset=wildcards.dataset, arch=wildcards.arch, n=wildcards.n)
+    if i == 0:
+        return rules.tune_start.output.plan.format(**where)
+    return checkpoints.tune_step.get(**where, i=i - 1).output.decision
+
+
+def plan_field(input, key):
+    """A key of the plan an iteration trains from (its decision or start.json)."""
+    with open(input.plan) as handle:  # missing in a dry run: Snakemake shows <TBD>
+        return json.load(handle)[key]
+
+
+def plan_hparams(wildcards, input):
+    """The planned hparams, as JSON for --hparams."""
+    return json.dumps(plan_field(input, "hparams"), sort_keys=True)
+
+
+def plan_seed(wildcards, input):
+    """The planned training seed (confirmation runs get a fresh one)."""
+    return plan_field(input, "seed")
+
+
+def tune_final_decision(wildcards):
+    """Walk iter0, iter1, ... to the first decision that says done. Each get() waits for
+    that checkpoint, so a restarted workflow picks up where the decisions stop."""
+    limit = int(TUNE.get("max_iterations", 10))
+    for i in range(limit):
+        path = checkpoints.tune_step.get(**wildcards, i=i).output.decision
+        with open(path) as handle:
+            if json.load(handle)["done"]:
+                return path
+    raise ValueError(
+        f"{path}: not done after guideline.max_iterations={limit} iterations "
+        "(settings changed mid-loop? delete results/tune/.../iter* to restart)"
+    )
+
+
+# ---- rules ---------------------------------------------------------------------------------
+
+
+rule tune_start:
+    output:
+        plan="results/tune/{dataset}/{arch}/gpus{n}/start.json",
+    log:
+        "results/logs/tune/{dataset}/{arch}/gpus{n}/start.log",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    params:
+        hparams=hparams_json,
+        guideline=guideline_settings_json,
+    shell:
+        "python -m segscale.tune_step --start --hparams {params.hparams:q}"
+        " --gpus {wildcards.n} --config {params.guideline:q} --out {output.plan:q} > {log:q} 2>&1"
+
+
+rule tune_train:
+    input:
+        train=training_store,
+        val=validation_store,
+        plan=tune_plan,
+    output:
+        history="results/tune/{dataset}/{arch}/gpus{n}/iter{i}/history.csv",
+        manifest="results/tune/{dataset}/{arch}/gpus{n}/iter{i}/run.json",
+        model="results/tune/{dataset}/{arch}/gpus{n}/iter{i}/model.keras",
+    log:
+        "results/logs/tune/{dataset}/{arch}/gpus{n}/iter{i}/train.log",
+    benchmark:
+        "results/benchmarks/tune/{dataset}/{arch}/gpus{n}/iter{i}/train.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: ranks
+    resources:
+        tasks=tasks_for,
+        tasks_per_node=tasks_per_node_for,
+        nodes=nodes_for,
+        gres=gres_per_node,
+        tasks_per_gpu=0,
+        mpi=mpi_launcher,
+        cpus_per_task=cpus_per_rank,
+        mem_mb_per_cpu=mem_per_cpu,
+        runtime=train_runtime,
+    params:
+        env=train_env_prefix,
+        launch=launch_prefix,
+        hparams=plan_hparams,
+        seed=plan_seed,
+        policy="grescale",
+        train=train_store_dir,
+        val=val_store_dir,
+        out=run_dir,
+    shell:
+        "{params.env} {params.launch} python -m segscale.train"
+        " --train-store {params.train:q} --val-store {params.val:q} --out {params.out:q}"
+        " --dataset {wildcards.dataset} --arch {wildcards.arch} --policy {params.policy}"
+        " --seed {params.seed} --hparams {params.hparams:q} > {log:q} 2>&1"
+
+
+rule tune_predict:
+    input:
+        model=rules.tune_train.output.model,
+        manifest=rules.tune_train.output.manifest,
+        store=test_store,
+    output:
+        pred=temp("results/tune/{dataset}/{arch}/gpus{n}/iter{i}/pred.npy"),
+        inference="results/tune/{dataset}/{arch}/gpus{n}/iter{i}/inference.json",
+    log:
+        "results/logs/tune/{dataset}/{arch}/gpus{n}/iter{i}/predict.log",
+    benchmark:
+        "results/benchmarks/tune/{dataset}/{arch}/gpus{n}/iter{i}/predict.tsv"
+    conda:
+        "../../envs/train.yaml"
+    resources:
+        gres="gpu:1",
+        cpus_per_task=cpus_per_rank,
+        mem_mb_per_cpu=mem_per_cpu,
+        runtime=60,
+    params:
+        env=train_env_prefix,
+        run=model_run_dir,
+        store=test_store_dir,
+    shell:
+        "{params.env} python -m segscale.predict --run {params.run:q} --store {params.store:q}"
+        " --pred {output.pred:q} --inference {output.inference:q} > {log:q} 2>&1"
+
+
+rule tune_evaluate:
+    input:
+        pred=rules.tune_predict.output.pred,
+        inference=rules.tune_predict.output.inference,
+        manifest=rules.tune_train.output.manifest,
+        store=test_store,
+    output:
+        metrics="results/tune/{dataset}/{arch}/gpus{n}/iter{i}/metrics.json",
+        predictions=directory("results/tune/{dataset}/{arch}/gpus{n}/iter{i}/predictions"),
+    log:
+        "results/logs/tune/{dataset}/{arch}/gpus{n}/iter{i}/evaluate.log",
+    benchmark:
+        "results/benchmarks/tune/{dataset}/{arch}/gpus{n}/iter{i}/evaluate.tsv"
+    conda:
+        "../../envs/data.yaml"
+    params:
+        store=test_store_dir,
+    shell:
+        "python -m segscale.evaluate --store {params.store:q} --pred {input.pred:q}"
+        " --inference {input.inference:q} --run {input.manifest:q}"
+        " --metrics {output.metrics:q} --predictions-dir {output.predictions:q} > {log:q} 2>&1"
+
+
+checkpoint tune_step:
+    input:
+        metrics=rules.tune_evaluate.output.metrics,
+        baseline=tune_baseline,
+        plan=tune_plan,
+    output:
+        decision="results/tune/{dataset}/{arch}/gpus{n}/iter{i}/decision.json",
+    log:
+        "results/logs/tune/{dataset}/{arch}/gpus{n}/iter{i}/step.log",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    params:
+        hparams=plan_hparams,
+        guideline=guideline_settings_json,
+    shell:
+        "python -m segscale.tune_step --metrics {input.metrics:q} --baseline {input.baseline:q}"
+        " --previous {input.plan:q} --hparams {params.hparams:q} --gpus {wildcards.n}"
+        " --config {params.guideline:q} --out {output.decision:q} > {log:q} 2>&1"
+
+
+rule tune_table:
+    input:
+        decision=tune_final_decision,
+    output:
+        table="results/tune/{dataset}/{arch}/gpus{n}/iterations.csv",
+    log:
+        "results/logs/tune/{dataset}/{arch}/gpus{n}/table.log",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m segscale.tune_step --table {input.decision:q} --out {output.table:q}"
+        " > {log:q} 2>&1"
