@@ -50,6 +50,11 @@ def test_rerun_has_nothing_to_do(data_run):
     (lambda c: c["datasets"]["tiny-heart"].update(size=[4, 4]), "size"),
     (lambda c: c["datasets"].update({"Bad Name": {"demo": "heart"}}), "Bad Name"),
     (lambda c: c["datasets"]["tiny-heart"]["slices"].update(select="random"), "random"),
+    (lambda c: c["archs"]["unet"].update(epohcs=3), "archs.unet: hparams: unknown key 'epohcs'"),
+    (lambda c: c["archs"]["unet"].update(lr=-1), "hparams.lr: must be > 0"),
+    (lambda c: c["datasets"]["tiny-heart"].update(lr={"unte": 1e-3}),
+     "datasets.tiny-heart.lr: ['unte'] are not architectures"),
+    (lambda c: c["datasets"]["tiny-heart"].update(label_map=[0, 2]), "consecutive classes"),
 ])
 def test_bad_config_is_refused_before_any_job(tmp_path, mutate, message):
     config = yaml.safe_load(TEST_CONFIG.read_text())

@@ -72,8 +72,9 @@ def store_dir(wildcards, input):
 def data_targets(wildcards):
     """Every slice store of every configured dataset (the data stage alone)."""
     names = list(DATASETS)
+    augmented = [name for name in names if augmenting(name)]
     return expand(rules.slice_store.output, dataset=names, split=SPLITS) + expand(
-        rules.augment.output, dataset=names
+        rules.augment.output, dataset=augmented
     )
 
 
@@ -107,6 +108,30 @@ def check_sweep_names():
 check_sweep_names()
 
 
+def check_parameters():
+    """The dataset and training parameters, checked as the jobs will check them, so a typo
+    stops snakemake before any job instead of failing a queued training run."""
+    from segscale.data.params import DatasetParams
+    from segscale.train_config import TrainConfig
+
+    for name, section in DATASETS.items():
+        DatasetParams.from_mapping(name, dict(section, root=section.get("root", "")))
+        unknown = sorted(set(section.get("lr", {})) - set(ARCHS))
+        if unknown:
+            raise ValueError(
+                f"config datasets.{name}.lr: {unknown} are not architectures under 'archs' "
+                f"(defined: {sorted(ARCHS)})"
+            )
+    for arch, hparams in ARCHS.items():
+        try:
+            TrainConfig.from_mapping(hparams)
+        except ValueError as err:
+            raise ValueError(f"config archs.{arch}: {err}") from None
+
+
+check_parameters()
+
+
 def sweep_table():
     """One row per run: dataset, arch, policy, n (GPUs = ranks), r (repeat = seed)."""
     keys = ("datasets", "archs", "policies", "gpus")
@@ -138,9 +163,16 @@ def store_files(dataset, split):
     return expand(rules.slice_store.output, dataset=dataset, split=split)
 
 
+def augmenting(dataset):
+    """Whether the dataset's training split is augmented (augment.target > 0)."""
+    return dataset_section(dataset)["augment"]["target"] > 0
+
+
 def training_store(wildcards):
-    """Augmented training store when augmentation adds images, else the plain one."""
-    return rules.augment.output[-1].format(dataset=wildcards.dataset)
+    """The augmented training store, or the plain one when augmentation is off."""
+    if augmenting(wildcards.dataset):
+        return expand(rules.augment.output, dataset=wildcards.dataset)[-1]
+    return store_files(wildcards.dataset, "train")[-1]
 
 
 def validation_store(wildcards):
@@ -223,20 +255,13 @@ def launch_prefix(wildcards, resources):
     return shlex.join([*shlex.split(str(launcher)), "-n", str(ranks(wildcards))])
 
 
-def train_python_bin():
-    """bin/ of the training environment: $SEGSCALE_TRAIN_ENV, else the project's
-    .venv-train (made by scripts/setup.sh), else none (conda: --use-conda)."""
-    explicit = os.environ.get("SEGSCALE_TRAIN_ENV")
-    if explicit:
-        return str(Path(explicit) / "bin")
-    local = Path(workflow.basedir) / ".venv-train" / "bin"
-    return str(local) if (local / "python").exists() else ""
-
-
-def train_env_prefix(wildcards):
-    """`PATH=<train env>/bin:$PATH` so launcher and ranks run the training interpreter."""
-    bin_dir = train_python_bin()
-    return f'PATH={shlex.quote(bin_dir)}:"$PATH"' if bin_dir else ""
+def placement_extra(wildcards):
+    """At most one rank per GPU per node when ranks do not fill whole nodes (e.g. 5 ranks
+    on 2-GPU nodes), where Slurm could otherwise pack 3 ranks onto one node."""
+    n, per_node = int(wildcards.n), config["gpus_per_node"]
+    if n > per_node and not full_nodes(wildcards):
+        return f"--ntasks-per-node={per_node}"
+    return None
 
 
 def run_dir(wildcards, output):

@@ -21,11 +21,11 @@ rule predict:
         mem_mb_per_cpu=mem_per_cpu,
         runtime=60,
     params:
-        env=train_env_prefix,
         run=model_run_dir,
         store=test_store_dir,
     shell:
-        "{params.env} python -m segscale.predict --run {params.run:q} --store {params.store:q}"
+        'export PATH="$(python -m segscale.trainenv)$PATH";'
+        " python -m segscale.predict --run {params.run:q} --store {params.store:q}"
         " --pred {output.pred:q} --inference {output.inference:q} > {log:q} 2>&1"
 
 

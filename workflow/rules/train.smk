@@ -26,15 +26,17 @@ rule train:
         cpus_per_task=cpus_per_rank,
         mem_mb_per_cpu=mem_per_cpu,
         runtime=train_runtime,
+        slurm_extra=placement_extra,
     params:
-        env=train_env_prefix,
         launch=launch_prefix,
         hparams=hparams_json,
         train=train_store_dir,
         val=val_store_dir,
         out=run_dir,
     shell:
-        "{params.env} {params.launch} python -m segscale.train"
+        'export PATH="$(python -m segscale.trainenv)$PATH"'
+        " SRUN_CPUS_PER_TASK={resources.cpus_per_task};"
+        " {params.launch} python -m segscale.train"
         " --train-store {params.train:q} --val-store {params.val:q} --out {params.out:q}"
         " --dataset {wildcards.dataset} --arch {wildcards.arch} --policy {wildcards.policy}"
         " --seed {wildcards.r} --hparams {params.hparams:q} > {log:q} 2>&1"

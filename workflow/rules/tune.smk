@@ -133,8 +133,8 @@ rule tune_train:
         cpus_per_task=cpus_per_rank,
         mem_mb_per_cpu=mem_per_cpu,
         runtime=train_runtime,
+        slurm_extra=placement_extra,
     params:
-        env=train_env_prefix,
         launch=launch_prefix,
         hparams=plan_hparams,
         seed=plan_seed,
@@ -143,7 +143,9 @@ rule tune_train:
         val=val_store_dir,
         out=run_dir,
     shell:
-        "{params.env} {params.launch} python -m segscale.train"
+        'export PATH="$(python -m segscale.trainenv)$PATH"'
+        " SRUN_CPUS_PER_TASK={resources.cpus_per_task};"
+        " {params.launch} python -m segscale.train"
         " --train-store {params.train:q} --val-store {params.val:q} --out {params.out:q}"
         " --dataset {wildcards.dataset} --arch {wildcards.arch} --policy {params.policy}"
         " --seed {params.seed} --hparams {params.hparams:q} > {log:q} 2>&1"
@@ -169,11 +171,11 @@ rule tune_predict:
         mem_mb_per_cpu=mem_per_cpu,
         runtime=60,
     params:
-        env=train_env_prefix,
         run=model_run_dir,
         store=test_store_dir,
     shell:
-        "{params.env} python -m segscale.predict --run {params.run:q} --store {params.store:q}"
+        'export PATH="$(python -m segscale.trainenv)$PATH";'
+        " python -m segscale.predict --run {params.run:q} --store {params.store:q}"
         " --pred {output.pred:q} --inference {output.inference:q} > {log:q} 2>&1"
 
 
