@@ -11,7 +11,6 @@ one. No TensorFlow here: the arrays are plain numpy.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from segscale.io import sha256
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,6 @@ class Checkpoint:
                 groups.setdefault(group, []).append((int(idx), npz[key]))
         return {g: [a for _, a in sorted(items, key=lambda t: t[0])]
                 for g, items in groups.items()}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fsync_file(path: Path) -> None:
@@ -120,7 +113,7 @@ def write_checkpoint(root: str | os.PathLike, epochs_completed: int, fingerprint
             "epochs_completed": int(epochs_completed),
             "fingerprint": fingerprint,
             "files": {ARRAYS: {"bytes": (tmp / ARRAYS).stat().st_size,
-                               "sha256": _sha256(tmp / ARRAYS)}},
+                               "sha256": sha256(tmp / ARRAYS)}},
             "state": state,
         }
         (tmp / MARKER).write_text(json.dumps(marker, indent=1, allow_nan=True))
@@ -161,13 +154,20 @@ def verify(path: str | os.PathLike) -> Checkpoint:
         marker = json.loads((path / MARKER).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: no readable {MARKER} ({err})") from None
+    try:
+        return _verified(path, marker)
+    except (KeyError, TypeError, AttributeError) as err:  # valid JSON, wrong shape
+        raise ValueError(f"{path}: malformed {MARKER} ({type(err).__name__}: {err})") from None
+
+
+def _verified(path: Path, marker: dict) -> Checkpoint:
     if marker.get("format") != FORMAT_VERSION:
         raise ValueError(f"{path}: unknown checkpoint format {marker.get('format')!r}")
     for name, meta in marker.get("files", {}).items():
         f = path / name
         if not f.is_file():
             raise ValueError(f"{path}: {name} missing")
-        if f.stat().st_size != meta["bytes"] or _sha256(f) != meta["sha256"]:
+        if f.stat().st_size != meta["bytes"] or sha256(f) != meta["sha256"]:
             raise ValueError(f"{path}: {name} is corrupted (size or sha256 mismatch)")
     if ARRAYS not in marker.get("files", {}):
         raise ValueError(f"{path}: marker lists no {ARRAYS}")

@@ -7,6 +7,7 @@ Every writer puts its bytes in a temporary file beside the target (same filesyst
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -15,10 +16,15 @@ from pathlib import Path
 from typing import Any
 
 
-def _current_umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which would race with
+# threads creating files (samplers, TensorBoard) if done on every write.
+_UMASK = _read_umask()
 
 
 @contextlib.contextmanager
@@ -34,7 +40,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
                                dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_current_umask())  # mkstemp's 0600 would hide results
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -77,3 +83,12 @@ def read_json(path: str | os.PathLike) -> Any:
         raise FileNotFoundError(f"{path}: file not found") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Checksum of a file, read in chunks (volumes and checkpoints can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

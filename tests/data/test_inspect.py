@@ -166,3 +166,17 @@ def test_simpleitk_formats_match_nifti(heart_copy, tmp_path, caplog, suffix):
     np.testing.assert_array_equal(via_itk.data, via_nib.data)
     np.testing.assert_allclose(via_itk.affine, via_nib.affine, atol=1e-4)
     assert via_itk.spacing == pytest.approx(via_nib.spacing)
+
+
+def test_4d_simpleitk_volume_matches_nifti(brats_task, tmp_path):
+    """A BRATS-style 4D (x, y, z, channel) NRRD: spatial affine and spacing, not 4x4 junk."""
+    import SimpleITK as sitk
+
+    src = brats_task / "imagesTr" / "BRATS_001.nii.gz"
+    dst = tmp_path / "BRATS_001.nrrd"
+    sitk.WriteImage(sitk.ReadImage(str(src)), str(dst))
+    via_itk, via_nib = load_volume(dst), load_volume(src)
+    assert via_itk.data.shape == via_nib.data.shape == (56, 48, 32, 4)
+    np.testing.assert_array_equal(via_itk.data, via_nib.data)
+    np.testing.assert_allclose(via_itk.affine, via_nib.affine, atol=1e-4)
+    assert via_itk.spacing == pytest.approx(via_nib.spacing)

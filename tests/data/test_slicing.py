@@ -50,18 +50,24 @@ def test_choose_slices_even(length, count, expected):
     assert got.tolist() == expected
 
 
-def test_choose_slices_labelled_extent_with_margin():
+@pytest.mark.parametrize(("count", "margin", "expected"), [
+    (5, 2, [6, 8, 9, 10, 12]),      # extent 8..10 + margin 2 = 6..12; linspace, half to even
+    (7, 0, list(range(6, 13))),     # extent of 3 widened evenly to 7 planes: 6..12
+    (50, 0, list(range(20))),       # more asked than the axis has: every plane once
+])
+def test_choose_slices_labelled_extent(count, margin, expected):
     label = np.zeros((3, 3, 20), np.uint8)
     label[1, 1, 8:11] = 1  # foreground on slices 8, 9, 10
-    got = slicing.choose_slices(label, SliceParams(axis=2, count=50, select="labelled", margin=2))
-    assert got.tolist() == list(range(6, 13))
+    got = slicing.choose_slices(label, SliceParams(axis=2, count=count, select="labelled",
+                                                   margin=margin))
+    assert got.tolist() == expected
 
 
-def test_choose_slices_labelled_margin_clipped_at_edges():
-    label = np.zeros((3, 3, 6), np.uint8)
-    label[0, 0, 0] = 1
-    got = slicing.choose_slices(label, SliceParams(axis=2, count=10, select="labelled", margin=3))
-    assert got.tolist() == [0, 1, 2, 3]
+def test_choose_slices_labelled_widening_shifts_inwards_at_the_edge():
+    label = np.zeros((3, 3, 30), np.uint8)
+    label[0, 0, 1] = 1
+    got = slicing.choose_slices(label, SliceParams(axis=2, count=6, select="labelled", margin=1))
+    assert got.tolist() == [0, 1, 2, 3, 4, 5]
 
 
 def test_choose_slices_empty_label_falls_back_to_even():
@@ -73,8 +79,20 @@ def test_choose_slices_empty_label_falls_back_to_even():
 def test_choose_slices_other_axis():
     label = np.zeros((6, 3, 3), np.uint8)
     label[2:4] = 1
-    got = slicing.choose_slices(label, SliceParams(axis=0, count=9, select="labelled"))
+    got = slicing.choose_slices(label, SliceParams(axis=0, count=2, select="labelled"))
     assert got.tolist() == [2, 3]
+
+
+@settings(max_examples=50, deadline=None)
+@given(length=st.integers(1, 60), count=st.integers(1, 80), start=st.integers(0, 59),
+       size=st.integers(0, 20), margin=st.integers(0, 5))
+def test_choose_slices_always_gives_min_count_length(length, count, start, size, margin):
+    label = np.zeros((2, 2, length), np.uint8)
+    label[0, 0, min(start, length - 1):min(start + size, length)] = 1
+    got = slicing.choose_slices(label, SliceParams(axis=2, count=count, select="labelled",
+                                                   margin=margin))
+    assert len(got) == min(count, length)
+    assert got.min() >= 0 and got.max() < length and np.all(np.diff(got) > 0)
 
 
 def test_normalise_zscore_over_nonzero_mask():

@@ -11,10 +11,10 @@ import pytest
 from segscale.data import build
 from segscale.data.augment import build_augmented
 from segscale.data.inspect import inspect_dataset
-from segscale.data.msd import sha256
 from segscale.data.params import DatasetParams
 from segscale.data.split import split_patients
 from segscale.data.store import MANIFEST, STORE_FILES, SliceStore
+from segscale.io import sha256
 
 
 def _params(root, **overrides):
@@ -135,3 +135,14 @@ def test_failed_build_leaves_nothing_that_looks_complete(heart_copy, tmp_path):
     assert not list(out.glob(".*partial*"))
     with pytest.raises(FileNotFoundError, match="incomplete"):
         SliceStore.open(out)
+
+
+def test_numeric_patient_ids_stay_strings(tmp_path):
+    import pandas as pd
+
+    from segscale.data.store import SliceStoreWriter
+
+    writer = SliceStoreWriter(tmp_path / "s", 2, (8, 8), 1)
+    writer.write(0, np.zeros((2, 8, 8, 1)), np.zeros((2, 8, 8)))
+    writer.commit(pd.DataFrame({"patient": ["001", "010"], "slice": [0, 1]}), {"n_classes": 2})
+    assert SliceStore.open(tmp_path / "s").index["patient"].tolist() == ["001", "010"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -116,3 +118,15 @@ def test_invalid_arguments(tmp_path):
     with pytest.raises(ValueError):
         write_checkpoint(tmp_path, 1, "fp", {"a__b": [np.zeros(1)]}, {})
     assert latest_checkpoint(tmp_path) is None
+
+
+def test_marker_of_the_wrong_shape_is_refused_not_a_crash(tmp_path):
+    from segscale.checkpoint import FORMAT_VERSION, MARKER, verify
+
+    ckpt = tmp_path / "epoch-0001"
+    ckpt.mkdir()
+    (ckpt / "arrays.npz").write_bytes(b"x")
+    (ckpt / MARKER).write_text(json.dumps({"format": FORMAT_VERSION,
+                                           "files": {"arrays.npz": {"size": 1}}}))
+    with pytest.raises(ValueError, match="malformed"):
+        verify(ckpt)

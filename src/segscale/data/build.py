@@ -20,11 +20,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from segscale.data import slicing
-from segscale.data.msd import DatasetError, load_volume, sha256
+from segscale.data.msd import DatasetError, load_volume
 from segscale.data.params import DatasetParams
 from segscale.data.split import SPLITS
 from segscale.data.store import SliceStoreWriter
-from segscale.io import read_json
+from segscale.io import read_json, sha256
 from segscale.provenance import describe_environment
 
 log = logging.getLogger(__name__)

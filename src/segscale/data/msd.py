@@ -8,7 +8,6 @@ axes x, y, z[, channel]; RAS affine), so later stages never care where a volume 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import zlib
 from dataclasses import dataclass
@@ -123,23 +122,16 @@ def _load_simpleitk(path: Path) -> Volume:
     import SimpleITK as sitk
 
     img = sitk.ReadImage(str(path))
-    arr = sitk.GetArrayFromImage(img)  # (z, y, x[, c])
-    spatial = img.GetDimension()
-    order = tuple(reversed(range(spatial))) + tuple(range(spatial, arr.ndim))
-    data = np.transpose(arr, order)
-    spacing = np.array(img.GetSpacing(), dtype=float)
-    direction = np.array(img.GetDirection(), dtype=float).reshape(spatial, spatial)
+    arr = sitk.GetArrayFromImage(img)  # (z, y, x) or (t, z, y, x), components last if vector
+    dim = img.GetDimension()
+    data = np.transpose(arr, tuple(reversed(range(dim))) + tuple(range(dim, arr.ndim)))
+    # A 4D image (channels as the 4th axis, as MSD stores BRATS) has a 4x4 direction; the
+    # affine only takes its spatial 3x3 part.
+    spatial = min(dim, 3)
+    spacing = np.array(img.GetSpacing(), dtype=float)[:spatial]
+    direction = np.array(img.GetDirection(), dtype=float).reshape(dim, dim)[:spatial, :spatial]
     affine = np.eye(4)
     affine[:spatial, :spatial] = direction * spacing
-    affine[:spatial, 3] = img.GetOrigin()
+    affine[:spatial, 3] = img.GetOrigin()[:spatial]
     affine[:2] *= -1  # ITK is LPS, NIfTI/nibabel RAS
     return Volume(data, affine, tuple(float(s) for s in spacing))
-
-
-def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Checksum of a source file, recorded in manifests."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

@@ -46,9 +46,11 @@ def map_labels(label: np.ndarray, label_map: tuple[int, ...]) -> np.ndarray:
 def choose_slices(label: np.ndarray, params: SliceParams) -> np.ndarray:
     """Indices along ``params.axis`` to keep, ascending and distinct.
 
-    ``even``: ``count`` indices spread evenly over the whole axis (all of them when the axis
-    is shorter). ``labelled``: the same over the extent holding any foreground, widened by
-    ``margin`` and clipped to the volume; an all-background volume falls back to ``even``.
+    Always ``min(count, axis length)`` slices (the thesis takes 70 per volume).
+    ``even``: spread evenly over the whole axis. ``labelled``: spread over the extent holding
+    any foreground, widened by ``margin`` and clipped to the volume; an extent with fewer
+    planes than ``count`` is widened evenly on both sides (shifted inwards at the volume's
+    ends) until it has enough. An all-background volume falls back to ``even``.
     """
     length = label.shape[params.axis]
     lo, hi = 0, length - 1
@@ -58,6 +60,10 @@ def choose_slices(label: np.ndarray, params: SliceParams) -> np.ndarray:
         if present.size:
             lo = max(0, int(present[0]) - params.margin)
             hi = min(length - 1, int(present[-1]) + params.margin)
+            span = hi - lo + 1
+            width = max(span, min(params.count, length))
+            lo = min(max(0, lo - (width - span) // 2), length - width)
+            hi = lo + width - 1
     return np.unique(np.round(np.linspace(lo, hi, min(params.count, hi - lo + 1))).astype(int))
 
 

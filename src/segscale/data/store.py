@@ -106,7 +106,7 @@ class SliceStore:
                 raise FileNotFoundError(f"{directory}: slice store is incomplete, {name} missing")
         images = np.load(directory / IMAGES, mmap_mode="r")
         labels = np.load(directory / LABELS, mmap_mode="r")
-        index = pd.read_csv(directory / INDEX)
+        index = pd.read_csv(directory / INDEX, dtype={"patient": str})  # "001" stays "001"
         if images.ndim != 4 or labels.shape != images.shape[:3] or len(index) != len(images):
             raise ValueError(f"{directory}: inconsistent store: images {images.shape}, "
                              f"labels {labels.shape}, index {len(index)} rows")
