@@ -299,10 +299,12 @@ def sort_runs(df: pd.DataFrame, keys: Sequence[str] = RUN_KEYS) -> pd.DataFrame:
 
 
 def collect_runs(metrics_paths: Iterable[str | Path],
-                 runs_root: str | Path | None = None) -> pd.DataFrame:
+                 runs_root: str | Path | None = None,
+                 expected: Iterable[str | Path] | None = None) -> pd.DataFrame:
     """The runs table: one row per run, evaluated runs first found via their ``metrics.json``.
 
-    Run directories under ``runs_root`` without ``metrics.json`` become ``failed`` rows; ones
+    Run directories without ``metrics.json`` become ``failed`` rows: those in ``expected``
+    (the sweep's directories) when given, else every one found under ``runs_root``; ones
     whose ``metrics.json`` is not in ``metrics_paths`` are outside the requested sweep and are
     skipped.
 
@@ -321,9 +323,13 @@ def collect_runs(metrics_paths: Iterable[str | Path],
         if key in seen:
             raise ValueError(f"{mpath}: same run {key} as {seen[key]}")
         seen[key] = mpath
-    if runs_root is not None:
+    if runs_root is not None or expected is not None:
         listed = {Path(r["run_dir"]).resolve() for r in rows}
-        for run_dir in discover_run_dirs(Path(runs_root)):
+        # The sweep's own run directories when known: leftovers of an earlier sweep (a GPU
+        # count since removed from the config) are not this study's failures.
+        candidates = ([Path(d) for d in expected if Path(d).is_dir()] if expected is not None
+                      else discover_run_dirs(Path(runs_root)))
+        for run_dir in candidates:
             if run_dir.resolve() in listed:
                 continue
             if (run_dir / "metrics.json").is_file():
@@ -533,6 +539,7 @@ class AggregateConfig:
 
     metrics: tuple[Path, ...]
     runs_root: Path | None
+    expected_runs: tuple[Path, ...] | None
     runs_csv: Path
     runs_parquet: Path
     summary: Path
@@ -544,7 +551,7 @@ class AggregateConfig:
 
 def aggregate(cfg: AggregateConfig) -> pd.DataFrame:
     """Build every table in memory first, then write them all: bad input writes nothing."""
-    runs = collect_runs(cfg.metrics, cfg.runs_root)
+    runs = collect_runs(cfg.metrics, cfg.runs_root, cfg.expected_runs)
     tables = {
         cfg.summary: summarise(runs),
         cfg.scaling: scaling(runs),
@@ -566,6 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--metrics", nargs="*", default=[], type=Path,
                    help="metrics.json files of the runs to aggregate")
+    p.add_argument("--expected-runs", nargs="*", type=Path, default=None,
+                   help="the sweep's run directories: those existing without metrics.json "
+                        "become failed rows (instead of scanning --runs-root)")
     p.add_argument("--runs-root", type=Path, default=None,
                    help="results/runs: run directories without metrics.json become failed rows")
     for flag in ("runs-csv", "runs-parquet", "summary", "scaling", "history", "resources"):
@@ -581,7 +591,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     cfg = AggregateConfig(
-        metrics=tuple(args.metrics), runs_root=args.runs_root, runs_csv=args.runs_csv,
+        metrics=tuple(args.metrics), runs_root=args.runs_root,
+        expected_runs=None if args.expected_runs is None else tuple(args.expected_runs),
+        runs_csv=args.runs_csv,
         runs_parquet=args.runs_parquet, summary=args.summary, scaling=args.scaling,
         history=args.history, resources=args.resources,
         resources_max_points=args.resources_max_points)

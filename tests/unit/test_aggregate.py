@@ -376,3 +376,18 @@ def test_only_failed_runs_give_a_table(tmp_path):
     sc = agg.scaling(df)
     assert sc.n_ok.tolist() == [0] and sc.speedup.isna().all()
     assert agg.summarise(df).n_failed.eq(1).all()
+
+
+def test_expected_runs_limit_failed_rows_to_the_sweep(tmp_path):
+    """A leftover run directory of an earlier sweep is not this study's failure."""
+    from segscale.aggregate import collect_runs
+
+    root = tmp_path / "runs"
+    leftover = root / "d" / "unet" / "none" / "gpus4" / "rep0"
+    wanted = root / "d" / "unet" / "none" / "gpus2" / "rep0"
+    for folder in (leftover, wanted):
+        (folder / "ckpt").mkdir(parents=True)
+    scanned = collect_runs([], runs_root=root)
+    assert sorted(scanned["gpus"]) == [2, 4] and set(scanned["status"]) == {"failed"}
+    limited = collect_runs([], expected=[wanted, root / "d/unet/none/gpus8/rep0"])
+    assert limited["gpus"].tolist() == [2] and limited["status"].tolist() == ["failed"]

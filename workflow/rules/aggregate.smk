@@ -29,9 +29,9 @@ rule aggregate:
     conda:
         "../../envs/plot.yaml"
     params:
-        runs_root=runs_root,
+        run_dirs=sweep_run_dirs,
     shell:
-        "python -m segscale.aggregate --metrics {input:q} --runs-root {params.runs_root:q}"
+        "python -m segscale.aggregate --metrics {input:q} --expected-runs {params.run_dirs:q}"
         " --runs-csv {output.runs:q} --runs-parquet {output.parquet:q}"
         " --summary {output.summary:q} --scaling {output.scaling:q}"
         " --history {output.history:q} --resources {output.resources:q} > {log:q} 2>&1"

@@ -285,9 +285,9 @@ def model_run_dir(wildcards, input):
     return str(Path(input.model).parent)
 
 
-def runs_root(wildcards):
-    """results/runs, scanned for run directories that failed before writing metrics."""
-    return str(Path(rules.train.output.history).parents[5])
+def sweep_run_dirs(wildcards):
+    """The sweep's run directories: those without metrics.json are its failed runs."""
+    return [str(Path(path).parent) for path in all_run_metrics(wildcards)]
 
 
 def input_dir(wildcards, input):
