@@ -17,6 +17,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/tune.smk"
 
 
 rule all:
@@ -42,4 +43,10 @@ rule runs:
 rule data:
     input:
         data_targets,
+    localrule: True
+
+
+rule tune:
+    input:
+        tune_targets,
     localrule: True

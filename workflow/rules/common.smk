@@ -298,3 +298,87 @@ def input_dir(wildcards, input):
 def curve_gpus(wildcards):
     """GPU count of the per-epoch curves figure (default: the largest swept)."""
     return config.get("curve_gpus") or max(SWEEP["gpus"])
+
+
+# ---- the GreScale guideline loop (tune.smk, docs/guideline.md) ---------------------
+
+TUNE = config.get("guideline", {})
+TUNE_SELECTION = ("datasets", "archs", "gpus")  # workflow keys, not segscale.tune_step's
+
+
+wildcard_constraints:
+    i=r"\d+",
+
+
+def tune_grid():
+    """(dataset, arch, n) triples to tune: guideline.datasets/archs/gpus, else the sweep's
+    (GPU counts above 1: the 1-GPU run is the baseline itself)."""
+    datasets = TUNE.get("datasets") or SWEEP["datasets"]
+    archs = TUNE.get("archs") or SWEEP["archs"]
+    gpus = TUNE.get("gpus") or [n for n in SWEEP["gpus"] if n > 1]
+    return list(itertools.product(datasets, archs, gpus))
+
+
+def tune_targets(wildcards):
+    """The iteration table of every tuned (dataset, arch, n)."""
+    grid = tune_grid()
+    columns = dict(zip(("dataset", "arch", "n"), zip(*grid))) if grid else {}
+    return expand(rules.tune_table.output.table, zip, **columns) if grid else []
+
+
+def guideline_settings_json(wildcards):
+    """The guideline settings for segscale.tune_step (selection keys removed)."""
+    settings = {k: v for k, v in TUNE.items() if k not in TUNE_SELECTION}
+    return json.dumps(settings, sort_keys=True)
+
+
+def tune_baseline(wildcards):
+    """The sweep's 1-GPU baseline of the same dataset and arch: policy none, repeat 0."""
+    return expand(
+        rules.evaluate.output.metrics,
+        dataset=wildcards.dataset,
+        arch=wildcards.arch,
+        policy="none",
+        n=1,
+        r=0,
+    )
+
+
+def tune_plan(wildcards):
+    """The plan iteration i trains from: start.json for 0, else decision i - 1."""
+    i = int(wildcards.i)
+    where = dict(dataset=wildcards.dataset, arch=wildcards.arch, n=wildcards.n)
+    if i == 0:
+        return rules.tune_start.output.plan.format(**where)
+    return checkpoints.tune_step.get(**where, i=i - 1).output.decision
+
+
+def plan_field(input, key):
+    """A key of the plan an iteration trains from (its decision or start.json)."""
+    with open(input.plan) as handle:  # missing in a dry run: Snakemake shows <TBD>
+        return json.load(handle)[key]
+
+
+def plan_hparams(wildcards, input):
+    """The planned hparams, as JSON for --hparams."""
+    return json.dumps(plan_field(input, "hparams"), sort_keys=True)
+
+
+def plan_seed(wildcards, input):
+    """The planned training seed (confirmation runs get a fresh one)."""
+    return plan_field(input, "seed")
+
+
+def tune_final_decision(wildcards):
+    """Walk iter0, iter1, ... to the first decision that says done. Each get() waits for
+    that checkpoint, so a restarted workflow picks up where the decisions stop."""
+    limit = int(TUNE.get("max_iterations", 10))
+    for i in range(limit):
+        path = checkpoints.tune_step.get(**wildcards, i=i).output.decision
+        with open(path) as handle:
+            if json.load(handle)["done"]:
+                return path
+    raise ValueError(
+        f"{path}: not done after guideline.max_iterations={limit} iterations "
+        "(settings changed mid-loop? delete results/tune/.../iter* to restart)"
+    )
