@@ -10,4 +10,5 @@ source .venv/bin/activate
 snakemake --lint --configfile .test/config/config.yaml
 snakefmt --check .
 ruff check src tests benchmarks scripts
-python -m pytest "$@"
+# Every test must run here: a skip (no training env, no Slurm) counts as a failure.
+SEGSCALE_NO_SKIP=1 python -m pytest "$@"
