@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from segscale.data.msd import DatasetError, load_volume
+from segscale.data.slicing import map_labels
 from segscale.data.store import SliceStore
 from segscale.evaluation import class_names_of, evaluate_store
 from segscale.io import atomic_path, read_json, write_json
@@ -110,6 +112,28 @@ def write_nifti(path: Path, volume: np.ndarray, affine: np.ndarray) -> None:
         nib.save(img, tmp)
 
 
+def source_truth(store: SliceStore):
+    """A loader of each patient's source label volume (label map applied), or None when
+    the source task is not readable here (then the store's labels are reassembled)."""
+    params = store.manifest.get("params", {})
+    root, label_map = params.get("root"), params.get("label_map")
+    volumes = store.manifest.get("volumes", {})
+    if not root or label_map is None or not all(
+            (Path(root) / v["label"]).is_file() for v in volumes.values()):
+        log.warning("source labels under %r not readable: volume metrics use the store's "
+                    "labels (exact unless slices were downsampled)", root)
+        return None
+
+    def load(patient: str) -> np.ndarray:
+        try:
+            raw = load_volume(Path(root) / volumes[patient]["label"]).data
+        except DatasetError as err:
+            raise InputError(str(err)) from None
+        return map_labels(raw, tuple(label_map))
+
+    return load
+
+
 def evaluate(cfg: EvaluateConfig) -> dict:
     """Evaluate and write ``metrics.json`` and the NIfTI predictions; returns the metrics.
 
@@ -133,7 +157,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         write_nifti(cfg.predictions_dir / f"{patient}.nii.gz", volume, affines[patient])
 
     try:
-        result = evaluate_store(store, pred, volume_sink=sink, progress=cfg.progress)
+        result = evaluate_store(store, pred, volume_sink=sink, progress=cfg.progress,
+                                volume_truth=source_truth(store))
     except ValueError as err:
         raise InputError(f"{cfg.pred} against {cfg.store}: {err}") from None
     metrics = {

@@ -332,7 +332,8 @@ def _store_axis(store: SliceStore) -> int:
 
 
 def evaluate_store(store: SliceStore, pred: np.ndarray, volume_sink: VolumeSink | None = None,
-                   progress: bool = False) -> dict:
+                   progress: bool = False,
+                   volume_truth: Callable[[str], np.ndarray] | None = None) -> dict:
     """Score ``pred`` (one label map per store row) at every level, plus BRATS regions.
 
     Args:
@@ -341,6 +342,10 @@ def evaluate_store(store: SliceStore, pred: np.ndarray, volume_sink: VolumeSink 
         volume_sink: called as ``sink(patient, volume)`` with each reassembled prediction
             (e.g. to write it as NIfTI) so that no more than one volume is held at a time.
         progress: show tqdm bars.
+        volume_truth: ``volume_truth(patient)`` gives the source label volume (classes after
+            the label map) to score reassembled predictions against; without it the truth
+            is reassembled from the store, which is exact only when slices were not
+            downsampled (nearest-neighbour down- and up-sampling loses thin structures).
 
     Returns:
         ``{"summary", "levels", "regions"}`` as ``metrics.json`` holds them.
@@ -365,7 +370,13 @@ def evaluate_store(store: SliceStore, pred: np.ndarray, volume_sink: VolumeSink 
     vol_confs = np.zeros((len(layout), k, k), dtype=np.int64)
     dist = np.full((len(layout), len(masks), len(DISTANCES)), np.nan)
     for v, pat in enumerate(tqdm(layout, desc="volumes", unit="vol", disable=not progress)):
-        truth_vol = reassemble(np.asarray(labels[pat.rows]), pat.slices, axis, pat.shape)
+        if volume_truth is None:
+            truth_vol = reassemble(np.asarray(labels[pat.rows]), pat.slices, axis, pat.shape)
+        else:
+            truth_vol = np.asarray(volume_truth(pat.patient))
+            if truth_vol.shape != tuple(pat.shape):
+                raise ValueError(f"patient {pat.patient}: source label shape "
+                                 f"{truth_vol.shape} differs from the manifest's {pat.shape}")
         pred_vol = reassemble(np.asarray(pred[pat.rows]), pat.slices, axis, pat.shape)
         vol_confs[v] = M.confusion_matrix(np.take(truth_vol, pat.slices, axis=axis),
                                           np.take(pred_vol, pat.slices, axis=axis), k)
@@ -414,7 +425,8 @@ def evaluate_store(store: SliceStore, pred: np.ndarray, volume_sink: VolumeSink 
     summary["hd95"] = class_dist["values"]["hd95"]
     summary["dice_fg"] = split["dice_fg"]
     summary["assd"] = class_dist["values"]["assd"]
-    return {"summary": summary, "levels": levels, "regions": region_out}
+    return {"summary": summary, "levels": levels, "regions": region_out,
+            "volume_truth": "store" if volume_truth is None else "source"}
 
 
 def class_names_of(manifest: Mapping, n_classes: int) -> list[str]:
