@@ -28,7 +28,7 @@ def dataset_root(name):
     """Where the raw MSD task lives: the configured root, or the generated demo folder."""
     section = dataset_section(name)
     if "demo" in section:
-        return f"results/demo/{name}"
+        return str(Path(rules.demo_dataset.output.meta.format(dataset=name)).parent)
     return section["root"]
 
 
