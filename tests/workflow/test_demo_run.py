@@ -84,3 +84,24 @@ def test_single_point_rerun_runs_exactly_one_training(demo):
     assert after[RUNS[1]]["train_time_s"] != before[RUNS[1]]["train_time_s"]
     for run in (RUNS[0], RUNS[2]):
         assert after[run] == before[run]
+
+
+def test_guideline_loop_runs_to_a_decision(demo, tmp_path):
+    """The GreScale guideline as part of the workflow: iterations train with grescale
+    against the sweep's 1-GPU baseline until a decision says done."""
+    overlay = tmp_path / "tune.yaml"
+    overlay.write_text("guideline: {gpus: [2], min_gpus: 2, max_iterations: 3, start: {}}\n")
+    proc = _local(demo, "--configfile", str(TEST_CONFIG), str(overlay), "--", "tune")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    loop = demo / "results" / "tune" / "tiny-heart" / "unet" / "gpus2"
+    table = pd.read_csv(loop / "iterations.csv")
+    decisions = sorted(loop.glob("iter*/decision.json"))
+    assert 1 <= len(decisions) <= 3
+    final = json.loads(decisions[-1].read_text())
+    assert final["done"] and final["reason"]
+    assert all(not json.loads(d.read_text())["done"] for d in decisions[:-1])
+    for decision in decisions:
+        run = json.loads((decision.parent / "run.json").read_text())
+        assert run["policy"] == "grescale" and run["n_ranks"] == 2
+    assert len(table) >= len(decisions)  # one row per iteration (+ the baseline row)
+    assert "rule train:" not in proc.stdout + proc.stderr  # the baseline was reused
