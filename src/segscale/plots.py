@@ -544,10 +544,21 @@ def output_paths(out_dir: Path) -> list[Path]:
     return [out_dir / f"{name}.{fmt}" for name in FIGURES for fmt in FORMATS]
 
 
-def save(fig, out_dir: Path, name: str) -> None:
-    """PNG and SVG, atomically, without timestamps (same tables, same bytes)."""
+def provenance() -> str:
+    """What drew a figure (package version and code revision), embedded in each file."""
+    from segscale import __version__
+    from segscale.provenance import git_revision
+
+    return f"segscale {__version__} (git {git_revision() or 'unknown'})"
+
+
+def save(fig, out_dir: Path, name: str, made_by: str | None = None) -> None:
+    """PNG and SVG, atomically, without timestamps (same tables and code, same bytes), with
+    the package version and code revision in the files' metadata."""
+    made_by = made_by or provenance()
     for fmt in FORMATS:
-        meta = {"Date": None} if fmt == "svg" else {"Software": "segscale.plots"}
+        meta = ({"Date": None, "Creator": made_by} if fmt == "svg"
+                else {"Software": made_by})
         with atomic_path(out_dir / f"{name}.{fmt}", suffix=f".{fmt}") as tmp:
             fig.savefig(tmp, format=fmt, metadata=meta, bbox_inches="tight")
     plt.close(fig)
@@ -563,8 +574,9 @@ def render_all(t: Tables, pub: pd.DataFrame, out_dir: Path, curve_gpus: int | No
         "curves": lambda: fig_curves(t, curve_gpus),
         "resources": lambda: fig_resources(t, curve_gpus),
     }
+    made_by = provenance()
     for name in FIGURES:
-        save(builders[name](), out_dir, name)
+        save(builders[name](), out_dir, name, made_by)
         log.info("wrote %s/%s.{%s}", out_dir, name, ",".join(FORMATS))
     return output_paths(out_dir)
 
