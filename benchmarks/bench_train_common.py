@@ -16,7 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,26 +37,9 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def make_store(directory: Path, n: int, size: int, seed: int = 0) -> Path:
     """``n`` noisy slices with a disk (class 1) around a core (class 2)."""
-    from segscale.data.store import SliceStoreWriter
+    from segscale.data.demo import disk_store
 
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    writer = SliceStoreWriter(directory, n, (size, size), 1, "float32")
-    for i in range(n):
-        cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
-        r = int(rng.integers(size // 10, size // 5))
-        d2 = (yy - cy) ** 2 + (xx - cx) ** 2
-        lab = np.zeros((size, size), np.uint8)
-        lab[d2 <= r * r] = 1
-        lab[d2 <= (r / 2) ** 2] = 2
-        img = rng.normal(0, 0.3, (size, size, 1)).astype(np.float32) + lab[..., None]
-        writer.write(i, img[None], lab[None])
-    index = pd.DataFrame({"patient": [f"b{i // 8:03d}" for i in range(n)],
-                          "slice": np.arange(n) % 8, "image": "x", "label": "y"})
-    writer.commit(index, {"dataset": "bench", "split": directory.name, "count": n,
-                          "n_classes": 3, "class_names": ["bg", "disk", "core"],
-                          "image_shape": [size, size, 1]})
-    return directory
+    return disk_store(directory, n, size, seed)
 
 
 def stores(args, root: Path) -> dict[str, Path]:

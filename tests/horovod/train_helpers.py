@@ -14,7 +14,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,27 +26,9 @@ TINY = {"epochs": 2, "batch_size": 4, "lr": 0.01, "loss": "dice_ce",
 
 def make_store(directory: Path, n: int, seed: int, size: int = 32) -> Path:
     """A store of ``n`` noisy slices, each with a disk (class 1) around a core (class 2)."""
-    from segscale.data.store import SliceStoreWriter
+    from segscale.data.demo import disk_store
 
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    images = rng.normal(0, 0.3, (n, size, size, 1)).astype(np.float32)
-    labels = np.zeros((n, size, size), np.uint8)
-    for i in range(n):
-        cy, cx = rng.integers(8, size - 8, 2)
-        r = int(rng.integers(3, 7))
-        d2 = (yy - cy) ** 2 + (xx - cx) ** 2
-        labels[i][d2 <= r * r] = 1
-        labels[i][d2 <= (r / 2) ** 2] = 2
-        images[i, ..., 0] += labels[i]
-    writer = SliceStoreWriter(directory, n, (size, size), 1, "float32")
-    writer.write(0, images, labels)
-    index = pd.DataFrame({"patient": [f"demo_{i // 4:03d}" for i in range(n)],
-                          "slice": np.arange(n) % 4, "image": "x.nii.gz", "label": "y.nii.gz"})
-    writer.commit(index, {"dataset": "demo", "split": directory.name, "count": n,
-                          "n_classes": 3, "class_names": ["background", "disk", "core"],
-                          "image_shape": [size, size, 1]})
-    return directory
+    return disk_store(directory, n, size, seed)
 
 
 @dataclass
