@@ -103,17 +103,8 @@ export PATH="$PATH:/usr/sbin:/sbin"
 # Helpers
 # --------------------------------------------------------------------------------------------
 
-# pid_alive PIDFILE COMM: true if PIDFILE names a live process whose comm is COMM.
-# Checking comm protects against a recycled PID after a reboot/container restart.
-pid_alive() {
-    local pidfile="$1" comm="$2" pid
-    [[ -s "$pidfile" ]] || return 1
-    pid="$(tr -d '[:space:]' <"$pidfile")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$comm" ]] || return 1
-    # A crashed daemon may linger as an unreaped zombie (containers without a reaping PID 1).
-    ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat" 2>/dev/null
-}
+# shellcheck source=scripts/slurm/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/slurm/lib.sh"
 
 # wait_for DESCRIPTION COMMAND...: retry COMMAND every 0.5 s until it succeeds or TIMEOUT.
 wait_for() {
