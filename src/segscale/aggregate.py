@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from segscale.io import atomic_path, read_json
+from segscale.logs import configure
 
 log = logging.getLogger(__name__)
 
@@ -588,8 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure(logging.DEBUG if args.verbose else logging.INFO)
     cfg = AggregateConfig(
         metrics=tuple(args.metrics), runs_root=args.runs_root,
         expected_runs=None if args.expected_runs is None else tuple(args.expected_runs),

@@ -25,6 +25,7 @@ from segscale.data.slicing import map_labels
 from segscale.data.store import SliceStore
 from segscale.evaluation import class_names_of, evaluate_store
 from segscale.io import atomic_path, read_json, write_json
+from segscale.logs import configure
 from segscale.provenance import describe_environment
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="directory for {patient}.nii.gz predicted volumes")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure()
     cfg = EvaluateConfig(args.store, args.pred, args.inference, args.run, args.metrics,
                          args.predictions_dir, progress=not args.no_progress)
     try:

@@ -42,6 +42,7 @@ from matplotlib.ticker import (  # noqa: E402
 )
 
 from segscale.io import atomic_path  # noqa: E402
+from segscale.logs import configure
 
 log = logging.getLogger(__name__)
 
@@ -613,8 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure(logging.DEBUG if args.verbose else logging.INFO)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     published = None if args.no_published else (args.published or default_published())
     cfg = PlotConfig(args.tables_dir, args.out_dir, published, args.curve_gpus)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from segscale.io import atomic_path, read_json, write_json
+from segscale.logs import configure
 
 log = logging.getLogger("segscale.predict")
 
@@ -144,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure()
     try:
         cfg = PredictConfig(args.run, args.store, args.pred, args.inference, args.batch_size,
                             args.timing_images, args.warmup)

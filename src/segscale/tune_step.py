@@ -46,6 +46,7 @@ from segscale.guideline import (
     start,
 )
 from segscale.io import read_json, write_json, write_text
+from segscale.logs import configure
 from segscale.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -251,8 +252,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(message)s")
+    configure(args.log_level)
     try:
         _run(args, parser)
     except ValueError as err:

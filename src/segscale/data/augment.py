@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     from segscale.data.params import DatasetParams
+    from segscale.logs import configure
 
     parser = argparse.ArgumentParser(description="Augment the training split's slice store.")
     parser.add_argument("--name", required=True, help="dataset name in the config")
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="augmented store directory to write")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure()
     log = logging.getLogger(__name__)
     try:
         params = DatasetParams.from_mapping(args.name, json.loads(args.params)).augment

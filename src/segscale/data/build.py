@@ -25,6 +25,7 @@ from segscale.data.params import DatasetParams
 from segscale.data.split import SPLITS
 from segscale.data.store import SliceStoreWriter
 from segscale.io import read_json, sha256
+from segscale.logs import configure
 from segscale.provenance import describe_environment
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="store directory to write")
     parser.add_argument("--threads", type=int, default=1, help="volumes processed at once")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure()
     try:
         params = DatasetParams.from_mapping(args.name, json.loads(args.params))
         manifest = build_store(params, read_json(args.inspect), read_json(args.split_file),

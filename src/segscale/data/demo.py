@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from segscale.io import atomic_path, write_text
+from segscale.logs import configure
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", type=int, default=2, help="unlabelled imagesTs volumes")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure()
     try:
         path = generate(args.kind, args.out, args.train, args.test, args.seed)
     except (ValueError, OSError) as err:

@@ -32,6 +32,7 @@ from segscale.data.msd import (
 )
 from segscale.data.params import DatasetParams
 from segscale.io import write_json
+from segscale.logs import configure
 from segscale.provenance import describe_environment
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="dataset", help="dataset name in the config")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure()
     try:
         params = (DatasetParams.from_mapping(args.name, json.loads(args.params))
                   if args.params else None)

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from segscale.data.params import DatasetParams
     from segscale.io import read_json, write_json
+    from segscale.logs import configure
 
     parser = argparse.ArgumentParser(description="Split patients into train/val/test.")
     parser.add_argument("--inspect", required=True, help="inspect.json of the dataset")
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="dataset name in the config")
     parser.add_argument("--out", required=True, help="split.json to write")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure()
     log = logging.getLogger(__name__)
     try:
         params = DatasetParams.from_mapping(args.name, json.loads(args.params))
