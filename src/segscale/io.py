@@ -92,3 +92,26 @@ def sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def json_object_arg(text: str, what: str) -> dict[str, Any]:
+    """A CLI's JSON object argument, given inline or as ``@file.json``.
+
+    Raises:
+        ValueError: unreadable file, invalid JSON or not an object (the message names
+            ``what``, e.g. ``--hparams``, and the file).
+    """
+    source = what
+    if text.startswith("@"):
+        source = f"{what} {text[1:]}"
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as err:
+            raise ValueError(f"{source}: cannot read ({err.strerror})") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{source}: not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{source}: expected a JSON object, got {type(value).__name__}")
+    return value

@@ -8,7 +8,6 @@ are checked before any rank starts TensorFlow. No TensorFlow import here.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from segscale.io import json_object_arg
 from segscale.schedules import DEFAULT_DECAY_FRACTION, POLICIES, Schedule
 
 OPTIMIZERS = ("sgd", "adam")
@@ -207,12 +207,5 @@ def parse_hparams(text: str | None) -> TrainConfig:
     """
     if not text:
         return TrainConfig()
-    if text.startswith("@"):
-        text = Path(text[1:]).read_text()
-    try:
-        mapping = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--hparams: not valid JSON ({err})") from None
-    if not isinstance(mapping, dict):
-        raise ValueError(f"--hparams: expected a JSON object, got {type(mapping).__name__}")
+    mapping = json_object_arg(text, "--hparams")
     return TrainConfig.from_mapping(mapping)

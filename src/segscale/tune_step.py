@@ -45,7 +45,7 @@ from segscale.guideline import (
     scores_from_metrics,
     start,
 )
-from segscale.io import read_json, write_json, write_text
+from segscale.io import json_object_arg, read_json, write_json, write_text
 from segscale.logs import configure
 from segscale.train_config import TrainConfig
 
@@ -66,28 +66,6 @@ class StepInputs:
     gpus: int
     config: GuidelineConfig
     out: Path
-
-
-def _json_arg(text: str, what: str) -> dict[str, Any]:
-    """A JSON object given inline or as ``@file.json``.
-
-    Raises:
-        ValueError: unreadable file, invalid JSON or not an object (message names ``what``).
-    """
-    source = what
-    if text.startswith("@"):
-        source = f"{what} {text[1:]}"
-        try:
-            text = Path(text[1:]).read_text()
-        except OSError as err:
-            raise ValueError(f"{source}: cannot read ({err.strerror})") from None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{source}: not valid JSON ({err})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{source}: expected a JSON object, got {type(value).__name__}")
-    return value
 
 
 def _read_object(path: Path, what: str) -> dict[str, Any]:
@@ -226,8 +204,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error("--hparams and --gpus are required with --start and --metrics")
     if args.gpus < 1:
         raise ValueError(f"--gpus: must be >= 1, got {args.gpus}")
-    config = GuidelineConfig.from_mapping(_json_arg(args.config, "--config"))
-    hparams = _json_arg(args.hparams, "--hparams")
+    config = GuidelineConfig.from_mapping(json_object_arg(args.config, "--config"))
+    hparams = json_object_arg(args.hparams, "--hparams")
     if args.start:
         try:
             decision = start(hparams, args.gpus, config)

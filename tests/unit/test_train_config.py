@@ -94,3 +94,9 @@ def test_run_spec_validates_policy_and_seed(tmp_path):
         RunSpec(tmp_path, tmp_path, tmp_path, "demo", "unet", "linear", 0)
     with pytest.raises(ValueError, match="--seed"):
         RunSpec(tmp_path, tmp_path, tmp_path, "demo", "unet", "none", -1)
+
+
+def test_hparams_file_that_cannot_be_read_is_named(tmp_path):
+    missing = tmp_path / "nope.json"
+    with pytest.raises(ValueError, match=f"--hparams {missing}: cannot read"):
+        parse_hparams(f"@{missing}")
