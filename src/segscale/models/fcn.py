@@ -77,25 +77,22 @@ def build_fcn(input_shape: tuple[int, int, int], n_classes: int, base_filters: i
     if dropout:
         x = layers.Dropout(dropout, name="drop7")(x)
     x = layers.Conv2D(n_classes, 1, kernel_initializer="zeros", name="score_fr")(x)
-    ups = []
-    up = layers.Conv2DTranspose(n_classes, 4, strides=2, padding="same", use_bias=False,
-                                name="upscore2")
-    ups.append((up, 4))
-    x = up(x)
-    skip4 = layers.Conv2D(n_classes, 1, kernel_initializer="zeros",
-                          name="score_pool4")(pools[3])
-    x = layers.Add(name="fuse_pool4")([x, skip4])
-    up = layers.Conv2DTranspose(n_classes, 4, strides=2, padding="same", use_bias=False,
-                                name="upscore_pool4")
-    ups.append((up, 4))
-    x = up(x)
-    skip3 = layers.Conv2D(n_classes, 1, kernel_initializer="zeros",
-                          name="score_pool3")(pools[2])
-    x = layers.Add(name="fuse_pool3")([x, skip3])
-    up = layers.Conv2DTranspose(n_classes, 16, strides=8, padding="same", use_bias=False,
-                                name="upscore8")
-    ups.append((up, 16))
-    x = up(x)
+    ups = []  # (layer, kernel size): initialised as bilinear upsampling below
+
+    def upsample(x, kernel: int, stride: int, name: str):
+        up = layers.Conv2DTranspose(n_classes, kernel, strides=stride, padding="same",
+                                    use_bias=False, name=name)
+        ups.append((up, kernel))
+        return up(x)
+
+    # FCN-8s: x2 and fuse pool4's scores, x2 and fuse pool3's, then x8 to the input size.
+    for pool, level, up_name in ((pools[3], "pool4", "upscore2"),
+                                 (pools[2], "pool3", "upscore_pool4")):
+        x = upsample(x, 4, 2, up_name)
+        skip = layers.Conv2D(n_classes, 1, kernel_initializer="zeros",
+                             name=f"score_{level}")(pool)
+        x = layers.Add(name=f"fuse_{level}")([x, skip])
+    x = upsample(x, 16, 8, "upscore8")
     outputs = layers.Softmax(dtype="float32", name="softmax")(x)
     model = tf.keras.Model(inputs, outputs, name=name)
     for layer, size in ups:  # set after building: no custom initializer to serialise
