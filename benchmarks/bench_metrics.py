@@ -1,4 +1,4 @@
-"""segscale.metrics / segscale.surface against medpy on a batch of 512x512 masks.
+"""segscale.evaluate.metrics / segscale.evaluate.surface against medpy on a batch of 512x512 masks.
 
 Both sides run in the same process on the same masks, interleaved repeat by repeat (the
 order alternating), so machine noise hits both alike; the table gives median times and the
@@ -18,8 +18,8 @@ from collections.abc import Callable
 import numpy as np
 from medpy.metric import binary as medpy
 
-from segscale import metrics as M
-from segscale.surface import surface_metrics
+from segscale.evaluate import metrics as M
+from segscale.evaluate.surface import surface_metrics
 
 log = logging.getLogger(__name__)
 

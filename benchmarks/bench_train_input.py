@@ -22,7 +22,7 @@ def pipeline_rates(train_dir: Path, batch: int, threads: int, epochs: int = 3
     import tensorflow as tf
 
     from segscale.data.store import SliceStore
-    from segscale.train import train_batches
+    from segscale.train.batches import train_batches
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)

@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 
-from segscale import evaluate
 from segscale.data import build
-from segscale.data.inspect import inspect_dataset
 from segscale.data.params import DatasetParams
 from segscale.data.split import split_patients
 from segscale.data.store import SliceStore
-from segscale.io import write_json
+from segscale.data.validate import inspect_dataset
+from segscale.evaluate import cli as evaluate
+from segscale.fileio import write_json
 
 
 def test_downsampled_store_is_scored_against_the_source(heart_task, tmp_path):

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from segscale.data import inspect
+from segscale.data import validate as inspect
 from segscale.data.msd import load_volume
 
 

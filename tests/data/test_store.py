@@ -10,11 +10,11 @@ import pytest
 
 from segscale.data import build
 from segscale.data.augment import build_augmented
-from segscale.data.inspect import inspect_dataset
 from segscale.data.params import DatasetParams
 from segscale.data.split import split_patients
 from segscale.data.store import MANIFEST, STORE_FILES, SliceStore
-from segscale.io import sha256
+from segscale.data.validate import inspect_dataset
+from segscale.fileio import sha256
 
 
 def _params(root, **overrides):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from train_helpers import TINY, run_python, run_train
 
-from segscale.schedules import Schedule, epoch_learning_rates
+from segscale.train.schedules import Schedule, epoch_learning_rates
 
 pytestmark = [pytest.mark.horovod, pytest.mark.slow]
 
@@ -22,7 +22,7 @@ def test_two_ranks_hold_identical_weights(two_rank_run, train_python):
     # the exported model holds those same weights
     out = run_python(train_python, f"""
 import tensorflow as tf
-from segscale.train import weights_digest
+from segscale.train.record import weights_digest
 m = tf.keras.models.load_model({str(two_rank_run.out / "model.keras")!r}, compile=False)
 print(weights_digest(m.get_weights()))
 """)
@@ -138,7 +138,7 @@ def test_predict_writes_pred_and_inference(two_rank_run, train_python, stores, t
     pred, info = tmp_path / "pred.npy", tmp_path / "inference.json"
     run_python(train_python, f"""
 import sys
-from segscale.predict import main
+from segscale.evaluate.predict import main
 sys.exit(main(["--run", {str(two_rank_run.out)!r}, "--store", {str(stores["test"])!r},
                "--pred", {str(pred)!r}, "--inference", {str(info)!r}, "--batch-size", "5",
                "--timing-images", "4"]))

@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segscale import aggregate as agg
+from segscale import study
+from segscale.report import runs as report_runs
+from segscale.report import tables as agg
 
 EPOCHS = 4
 CLASS_NAMES = ["background", "left atrium"]
@@ -149,7 +151,7 @@ def tree(tmp_path_factory) -> tuple[Path, list[Path]]:
 @pytest.fixture(scope="module")
 def runs(tree) -> pd.DataFrame:
     root, metrics = tree
-    return agg.collect_runs(metrics, root)
+    return report_runs.collect_runs(metrics, root)
 
 
 def _row(df: pd.DataFrame, policy: str, gpus: int, repeat: int | None = None) -> pd.Series:
@@ -169,12 +171,12 @@ def _row(df: pd.DataFrame, policy: str, gpus: int, repeat: int | None = None) ->
     ("tune/lasc/unet/iter3", None),
 ])
 def test_parse_run_dir(path, expected):
-    got = agg.parse_run_dir(path)
-    assert (got if got is None else tuple(got[k] for k in agg.RUN_KEYS)) == expected
+    got = study.parse_run_dir(path)
+    assert (got if got is None else tuple(got[k] for k in study.RUN_KEYS)) == expected
 
 
 def test_flatten_metrics_levels_classes_and_inference():
-    flat = agg.flatten_metrics(_metrics(0.8, "ok"))
+    flat = report_runs.flatten_metrics(_metrics(0.8, "ok"))
     assert flat["dice"] == 0.8
     assert flat["slice_dice"] == 0.8 and flat["volume_dice"] == pytest.approx(0.81)
     assert flat["split_n"] == 1 and flat["volume_valid_counts_dice"] == 9
@@ -195,7 +197,7 @@ def test_runs_table_rows_and_status(runs):
     failed = _row(runs, "grescale", 4, 1)
     assert failed.status == "failed" and "no metrics.json" in failed.note
     assert math.isnan(failed.train_time_s) and math.isnan(failed.dice)
-    assert list(runs.columns[:6]) == [*agg.RUN_KEYS, "status"]
+    assert list(runs.columns[:6]) == [*study.RUN_KEYS, "status"]
     # policies in their natural order, then gpus, then repeat
     assert list(dict.fromkeys(runs.policy)) == ["none", "gradual", "grescale"]
 
@@ -228,13 +230,13 @@ def test_parquet_equals_csv(tree, tmp_path):
 
 def test_without_runs_root_failed_run_is_absent(tree):
     _, metrics = tree
-    df = agg.collect_runs(metrics)
+    df = report_runs.collect_runs(metrics)
     assert len(df) == 18 and "failed" not in set(df.status)
 
 
 def test_unrequested_evaluated_run_is_skipped(tree):
     root, metrics = tree
-    df = agg.collect_runs(metrics[1:], root)  # rep0 of none/1 not requested
+    df = report_runs.collect_runs(metrics[1:], root)  # rep0 of none/1 not requested
     assert len(df) == 18
     assert not ((df.policy == "none") & (df.gpus == 1) & (df.repeat == 0)).any()
 
@@ -316,21 +318,21 @@ def test_ratio_std(num_std, den_std, expected):
 
 # --------------------------------------------------------------------------- long tables
 def test_history_and_resources_tables(runs):
-    hist = agg.collect_history(runs)
+    hist = report_runs.collect_history(runs)
     assert len(hist) == 17 * EPOCHS + 2  # failed run has none; diverged has 2 epochs
-    assert list(hist.columns[:6]) == [*agg.RUN_KEYS, "status"]
+    assert list(hist.columns[:6]) == [*study.RUN_KEYS, "status"]
     assert set(hist[hist.status == "diverged"].epoch) == {0, 1}
-    res = agg.collect_resources(runs)
+    res = report_runs.collect_resources(runs)
     ranks = sum(g for (_, g), reps in SWEEP.items() for t, _, st in reps if st != "failed")
     assert len(res) == ranks * 20 and res["rank"].max() == 3
-    thinned = agg.collect_resources(runs, max_points=6)
+    thinned = report_runs.collect_resources(runs, max_points=6)
     assert len(thinned) == ranks * 6  # rows 0, 4, 8, 12, 16 of 20, plus the last
 
 
 def test_thin_keeps_last_row():
     frame = pd.DataFrame({"x": range(10)})
-    assert list(agg.thin(frame, 3).x) == [0, 4, 8, 9]
-    assert len(agg.thin(frame, 0)) == 10
+    assert list(report_runs.thin(frame, 3).x) == [0, 4, 8, 9]
+    assert len(report_runs.thin(frame, 0)) == 10
 
 
 # --------------------------------------------------------------------------- bad input
@@ -354,15 +356,15 @@ def test_run_json_contradicting_path_is_an_error(tmp_path):
     payload["n_ranks"] = 4
     run_json.write_text(json.dumps(payload))
     with pytest.raises(ValueError, match=r"run\.json: gpus=4 disagrees"):
-        agg.collect_runs(metrics)
+        report_runs.collect_runs(metrics)
 
 
 def test_unknown_status_and_missing_file(tmp_path):
     metrics = make_results_tree(tmp_path, {("none", 1): [(1.0, 0.5, "exploded")]})
     with pytest.raises(ValueError, match="status 'exploded'"):
-        agg.collect_runs(metrics)
+        report_runs.collect_runs(metrics)
     with pytest.raises(FileNotFoundError, match="nope"):
-        agg.collect_runs([tmp_path / "nope" / "metrics.json"])
+        report_runs.collect_runs([tmp_path / "nope" / "metrics.json"])
 
 
 def test_no_runs_is_an_error(tmp_path):
@@ -371,7 +373,7 @@ def test_no_runs_is_an_error(tmp_path):
 
 def test_only_failed_runs_give_a_table(tmp_path):
     make_results_tree(tmp_path, {("none", 1): [(None, None, "failed")]})
-    df = agg.collect_runs([], tmp_path)
+    df = report_runs.collect_runs([], tmp_path)
     assert list(df.status) == ["failed"] and df.train_time_s.isna().all()
     sc = agg.scaling(df)
     assert sc.n_ok.tolist() == [0] and sc.speedup.isna().all()
@@ -380,7 +382,7 @@ def test_only_failed_runs_give_a_table(tmp_path):
 
 def test_expected_runs_limit_failed_rows_to_the_sweep(tmp_path):
     """A leftover run directory of an earlier sweep is not this study's failure."""
-    from segscale.aggregate import collect_runs
+    from segscale.report.runs import collect_runs
 
     root = tmp_path / "runs"
     leftover = root / "d" / "unet" / "none" / "gpus4" / "rep0"

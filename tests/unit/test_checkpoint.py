@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from segscale.checkpoint import (
+from segscale.train.checkpoint import (
     discard_newer,
     latest_checkpoint,
     verify,
@@ -121,7 +121,7 @@ def test_invalid_arguments(tmp_path):
 
 
 def test_marker_of_the_wrong_shape_is_refused_not_a_crash(tmp_path):
-    from segscale.checkpoint import FORMAT_VERSION, MARKER, verify
+    from segscale.train.checkpoint import FORMAT_VERSION, MARKER, verify
 
     ckpt = tmp_path / "epoch-0001"
     ckpt.mkdir()

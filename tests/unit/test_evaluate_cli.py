@@ -14,9 +14,9 @@ import pytest
 from segscale.data import slicing
 from segscale.data.msd import load_volume
 from segscale.data.store import SliceStoreWriter
-from segscale.evaluate import main
-from segscale.io import write_json
-from segscale.surface import surface_metrics
+from segscale.evaluate.cli import main
+from segscale.evaluate.surface import surface_metrics
+from segscale.fileio import write_json
 
 AFFINE = np.array([[0.0, -1.2, 0.0, 30.0],  # axes permuted and flipped, translated
                    [0.9, 0.0, 0.0, -12.5],

@@ -8,17 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segscale import metrics as M
 from segscale.data import slicing
 from segscale.data.store import SliceStore, SliceStoreWriter
-from segscale.evaluation import (
+from segscale.evaluate import metrics as M
+from segscale.evaluate.scoring import (
     BRATS_REGIONS,
     evaluate_store,
-    reassemble,
     region_confusion,
     regions_for,
 )
-from segscale.surface import surface_metrics
+from segscale.evaluate.surface import surface_metrics
+from segscale.evaluate.volumes import reassemble
 
 SPACING = (1.0, 1.5, 3.0)
 AFFINE = np.diag([*SPACING, 1.0])

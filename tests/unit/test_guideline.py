@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segscale import tune_step
-from segscale.guideline import (
+from segscale.train.config import TrainConfig
+from segscale.tune import step as tune_step
+from segscale.tune.guideline import (
     ACTIONS,
     METRICS,
     GuidelineConfig,
@@ -23,7 +24,6 @@ from segscale.guideline import (
     scores_from_metrics,
     start,
 )
-from segscale.train_config import TrainConfig
 
 NAN = math.nan
 BASE = {"epochs": 100}

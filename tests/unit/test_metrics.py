@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from segscale import metrics as M
+from segscale.evaluate import metrics as M
 
 nan = math.nan
 

@@ -73,7 +73,7 @@ def test_var_kwargs_accepts_anything():
     (":build", ValueError),
     ("/definitely/missing.py:build", FileNotFoundError),
     ("segscale_no_such_module_xyz:build", ImportError),
-    ("segscale.io:no_such_function", AttributeError),
+    ("segscale.fileio:no_such_function", AttributeError),
 ])
 def test_bad_specs(spec, error):
     with pytest.raises(error):

@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segscale import aggregate as agg
-from segscale import plots
+from segscale.report import figures as plots
+from segscale.report import published, style
+from segscale.report import runs as report_runs
+from segscale.report import tables as agg
 
 try:  # tests/unit is on sys.path under pytest's default (prepend) import mode
     from test_aggregate import SWEEP, cli_args, make_results_tree
@@ -83,15 +85,17 @@ def test_figure_labels(rendered, name, words):
 
 # --------------------------------------------------------------------------- edge cases
 def _tables(tmp_path: Path, sweep: dict, resources: bool = True) -> plots.Tables:
-    runs = agg.collect_runs(make_results_tree(tmp_path, sweep, resources=resources), tmp_path)
-    return plots.Tables(runs=runs, scaling=agg.scaling(runs), history=agg.collect_history(runs),
-                        resources=agg.collect_resources(runs))
+    tree = make_results_tree(tmp_path, sweep, resources=resources)
+    runs = report_runs.collect_runs(tree, tmp_path)
+    return plots.Tables(runs=runs, scaling=agg.scaling(runs),
+                        history=report_runs.collect_history(runs),
+                        resources=report_runs.collect_resources(runs))
 
 
 def _draw_all(t: plots.Tables) -> dict[str, str]:
     """Build and draw every figure; returns each figure's visible text."""
-    plots.apply_style()
-    pub = plots.load_published(plots.default_published())
+    style.apply_style()
+    pub = published.load_published(published.default_published())
     figs = {"training_time": plots.fig_scaling(t, pub, "training_time"),
             "speedup": plots.fig_scaling(t, pub, "speedup"),
             "efficiency": plots.fig_scaling(t, pub, "efficiency"),
@@ -147,21 +151,22 @@ def test_resources_without_gpu_samples(tmp_path):
     (45, "45 s"), (4440, "74 min"), (78000, "21 h 40 min"), (12300, "3 h 25 min"),
 ])
 def test_human_duration(seconds, text):
-    assert plots.human_duration(seconds) == text
+    assert style.human_duration(seconds) == text
 
 
 def test_published_points_match_dataset_and_arch():
-    pub = plots.load_published(plots.default_published())
+    pub = published.load_published(published.default_published())
     assert set(pub.source) == {"guedria_thesis"}
-    pts = plots.published_points(pub, "speedup", "lasc", "unet")
+    pts = published.published_points(pub, "speedup", "lasc", "unet")
     assert list(pts.value) == [17.5] and list(pts.gpus) == [18]
-    assert plots.published_points(pub, "train_time", "brats", "fcn").value.max() == 35.6667 * 3600
-    assert plots.published_points(pub, "dice", "brats", "fcn").empty
-    assert len(plots.published_points(pub, "dice", "Task02_Heart", "unet")) == 2
+    brats_fcn = published.published_points(pub, "train_time", "brats", "fcn")
+    assert brats_fcn.value.max() == 35.6667 * 3600
+    assert published.published_points(pub, "dice", "brats", "fcn").empty
+    assert len(published.published_points(pub, "dice", "Task02_Heart", "unet")) == 2
 
 
 def test_published_csv_is_tidy():
-    raw = pd.read_csv(plots.default_published(), keep_default_na=False)
+    raw = pd.read_csv(published.default_published(), keep_default_na=False)
     assert list(raw.columns) == ["source", "dataset", "arch", "policy", "gpus", "quantity",
                                  "value", "unit", "note"]
     assert raw.value.dtype.kind == "f" and (raw.note != "").all()
@@ -194,12 +199,12 @@ def test_figures_say_what_drew_them(tmp_path):
     from PIL import Image
 
     from segscale import __version__
-    from segscale.plots import save
+    from segscale.report.figures import save
 
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
     save(fig, tmp_path, "probe", made_by="segscale 9.9 (git abc)")
     assert Image.open(tmp_path / "probe.png").info["Software"] == "segscale 9.9 (git abc)"
     assert "segscale 9.9 (git abc)" in (tmp_path / "probe.svg").read_text()
-    from segscale.plots import provenance
+    from segscale.report.figures import provenance
     assert provenance().startswith(f"segscale {__version__} (git ")

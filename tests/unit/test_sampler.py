@@ -8,7 +8,7 @@ import time
 import pandas as pd
 import pytest
 
-from segscale.sampler import COLUMNS, ResourceSampler, physical_gpu_index, write_rows
+from segscale.train.sampler import COLUMNS, ResourceSampler, physical_gpu_index, write_rows
 
 
 def test_samples_and_writes(tmp_path):

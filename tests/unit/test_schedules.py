@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from segscale.schedules import (
+from segscale.train.schedules import (
     POLICIES,
     Schedule,
     epoch_learning_rates,

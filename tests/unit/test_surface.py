@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from segscale.surface import (
+from segscale.evaluate.surface import (
     SurfaceDistances,
     bounding_box,
     directed_surface_distances,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from segscale.train_config import RunSpec, TrainConfig, parse_hparams
+from segscale.train.config import RunSpec, TrainConfig, parse_hparams
 
 
 def test_defaults_are_thesis_unet():

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from segscale.data.store import SliceStore, SliceStoreWriter
-from segscale.train import fingerprint, main, train_batches, val_batches, weights_digest
-from segscale.train_config import RunSpec, TrainConfig
+from segscale.train.batches import train_batches, val_batches
+from segscale.train.cli import main
+from segscale.train.config import RunSpec, TrainConfig
+from segscale.train.record import fingerprint, weights_digest
 
 
 @pytest.fixture

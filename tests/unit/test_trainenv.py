@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segscale.trainenv import train_bin
+from segscale.train.env import train_bin
 
 
 def _venv(root):

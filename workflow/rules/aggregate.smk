@@ -31,7 +31,7 @@ rule aggregate:
     params:
         run_dirs=sweep_run_dirs,
     shell:
-        "python -m segscale.aggregate --metrics {input:q} --expected-runs {params.run_dirs:q}"
+        "python -m segscale.report.tables --metrics {input:q} --expected-runs {params.run_dirs:q}"
         " --runs-csv {output.runs:q} --runs-parquet {output.parquet:q}"
         " --summary {output.summary:q} --scaling {output.scaling:q}"
         " --history {output.history:q} --resources {output.resources:q} > {log:q} 2>&1"
@@ -90,5 +90,5 @@ rule plots:
         out=output_dir,
         curve_gpus=curve_gpus,
     shell:
-        "python -m segscale.plots --tables-dir {params.tables:q} --out-dir {params.out:q}"
+        "python -m segscale.report.figures --tables-dir {params.tables:q} --out-dir {params.out:q}"
         " --curve-gpus {params.curve_gpus} > {log:q} 2>&1"

@@ -112,7 +112,7 @@ def check_parameters():
     """The dataset and training parameters, checked as the jobs will check them, so a typo
     stops snakemake before any job instead of failing a queued training run."""
     from segscale.data.params import DatasetParams
-    from segscale.train_config import TrainConfig
+    from segscale.train.config import TrainConfig
 
     for name, section in DATASETS.items():
         DatasetParams.from_mapping(name, dict(section, root=section.get("root", "")))
@@ -303,7 +303,7 @@ def curve_gpus(wildcards):
 # ---- the GreScale guideline loop (tune.smk, docs/guideline.md) ---------------------
 
 TUNE = config.get("guideline", {})
-TUNE_SELECTION = ("datasets", "archs", "gpus")  # workflow keys, not segscale.tune_step's
+TUNE_SELECTION = ("datasets", "archs", "gpus")  # workflow keys, not segscale.tune.step's
 
 
 wildcard_constraints:
@@ -327,7 +327,7 @@ def tune_targets(wildcards):
 
 
 def guideline_settings_json(wildcards):
-    """The guideline settings for segscale.tune_step (selection keys removed)."""
+    """The guideline settings for segscale.tune.step (selection keys removed)."""
     settings = {k: v for k, v in TUNE.items() if k not in TUNE_SELECTION}
     return json.dumps(settings, sort_keys=True)
 

@@ -29,7 +29,7 @@ rule inspect:
         root=root_param,
         settings=dataset_params_json,
     shell:
-        "python -m segscale.data.inspect --root {params.root:q} --name {wildcards.dataset}"
+        "python -m segscale.data.validate --root {params.root:q} --name {wildcards.dataset}"
         " --params {params.settings:q} --report {output.report:q} --threads {threads}"
         " > {log:q} 2>&1"
 

@@ -24,8 +24,8 @@ rule predict:
         run=model_run_dir,
         store=test_store_dir,
     shell:
-        'export PATH="$(python -m segscale.trainenv)$PATH";'
-        " python -m segscale.predict --run {params.run:q} --store {params.store:q}"
+        'export PATH="$(python -m segscale.train.env)$PATH";'
+        " python -m segscale.evaluate.predict --run {params.run:q} --store {params.store:q}"
         " --pred {output.pred:q} --inference {output.inference:q} > {log:q} 2>&1"
 
 

@@ -34,7 +34,7 @@ rule train:
         val=val_store_dir,
         out=run_dir,
     shell:
-        'export PATH="$(python -m segscale.trainenv)$PATH"'
+        'export PATH="$(python -m segscale.train.env)$PATH"'
         " SRUN_CPUS_PER_TASK={resources.cpus_per_task};"
         " {params.launch} python -m segscale.train"
         " --train-store {params.train:q} --val-store {params.val:q} --out {params.out:q}"

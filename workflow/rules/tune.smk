@@ -17,7 +17,7 @@ rule tune_start:
         hparams=hparams_json,
         guideline=guideline_settings_json,
     shell:
-        "python -m segscale.tune_step --start --hparams {params.hparams:q}"
+        "python -m segscale.tune.step --start --hparams {params.hparams:q}"
         " --gpus {wildcards.n} --config {params.guideline:q} --out {output.plan:q} > {log:q} 2>&1"
 
 
@@ -57,7 +57,7 @@ rule tune_train:
         val=val_store_dir,
         out=run_dir,
     shell:
-        'export PATH="$(python -m segscale.trainenv)$PATH"'
+        'export PATH="$(python -m segscale.train.env)$PATH"'
         " SRUN_CPUS_PER_TASK={resources.cpus_per_task};"
         " {params.launch} python -m segscale.train"
         " --train-store {params.train:q} --val-store {params.val:q} --out {params.out:q}"
@@ -88,8 +88,8 @@ rule tune_predict:
         run=model_run_dir,
         store=test_store_dir,
     shell:
-        'export PATH="$(python -m segscale.trainenv)$PATH";'
-        " python -m segscale.predict --run {params.run:q} --store {params.store:q}"
+        'export PATH="$(python -m segscale.train.env)$PATH";'
+        " python -m segscale.evaluate.predict --run {params.run:q} --store {params.store:q}"
         " --pred {output.pred:q} --inference {output.inference:q} > {log:q} 2>&1"
 
 
@@ -132,7 +132,7 @@ checkpoint tune_step:
         hparams=plan_hparams,
         guideline=guideline_settings_json,
     shell:
-        "python -m segscale.tune_step --metrics {input.metrics:q} --baseline {input.baseline:q}"
+        "python -m segscale.tune.step --metrics {input.metrics:q} --baseline {input.baseline:q}"
         " --previous {input.plan:q} --hparams {params.hparams:q} --gpus {wildcards.n}"
         " --config {params.guideline:q} --out {output.decision:q} > {log:q} 2>&1"
 
@@ -148,5 +148,5 @@ rule tune_table:
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m segscale.tune_step --table {input.decision:q} --out {output.table:q}"
+        "python -m segscale.tune.step --table {input.decision:q} --out {output.table:q}"
         " > {log:q} 2>&1"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from segscale import cli
 from segscale.data.params import AugmentParams
 
 
@@ -134,22 +135,25 @@ def build_augmented(store_dir: str, out: str, params: AugmentParams, threads: in
     return manifest
 
 
+def build_parser():
+    parser = cli.parser("segscale.data.augment", __doc__)
+    parser.add_argument("--name", required=True, help="dataset name in the config")
+    parser.add_argument("--params", required=True, help="the dataset's config section as JSON")
+    parser.add_argument("--store", required=True, help="the train store to augment")
+    parser.add_argument("--out", required=True, help="augmented store directory to write")
+    parser.add_argument("--threads", type=int, default=1)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m segscale.data.augment --name N --params JSON --store DIR --out DIR``."""
-    import argparse
     import json
     import logging
 
     from segscale.data.params import DatasetParams
     from segscale.logs import configure
 
-    parser = argparse.ArgumentParser(description="Augment the training split's slice store.")
-    parser.add_argument("--name", required=True, help="dataset name in the config")
-    parser.add_argument("--params", required=True, help="the dataset's config section as JSON")
-    parser.add_argument("--store", required=True, help="the train store to augment")
-    parser.add_argument("--out", required=True, help="augmented store directory to write")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     configure()
     log = logging.getLogger(__name__)
     try:

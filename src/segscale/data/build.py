@@ -7,7 +7,6 @@ CLI: ``python -m segscale.data.build --name NAME --params JSON --inspect inspect
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -19,12 +18,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from segscale import cli
 from segscale.data import slicing
 from segscale.data.msd import DatasetError, load_volume
 from segscale.data.params import DatasetParams
 from segscale.data.split import SPLITS
 from segscale.data.store import SliceStoreWriter
-from segscale.io import read_json, sha256
+from segscale.fileio import read_json, sha256
 from segscale.logs import configure
 from segscale.provenance import describe_environment
 
@@ -118,8 +118,8 @@ def build_store(params: DatasetParams, report: dict, split_file: dict, split: st
     return manifest
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+    parser = cli.parser("segscale.data.build", __doc__)
     parser.add_argument("--name", required=True, help="dataset name in the config")
     parser.add_argument("--params", required=True, help="the dataset's config section as JSON")
     parser.add_argument("--inspect", required=True, help="inspect.json of the dataset")
@@ -127,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", required=True, choices=SPLITS)
     parser.add_argument("--out", required=True, help="store directory to write")
     parser.add_argument("--threads", type=int, default=1, help="volumes processed at once")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     configure()
     try:
         params = DatasetParams.from_mapping(args.name, json.loads(args.params))

@@ -11,7 +11,6 @@ CLI: ``python -m segscale.data.demo --kind brats --out results/demo/demo-brats``
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segscale.io import atomic_path, write_text
+from segscale import cli
+from segscale.fileio import atomic_path, write_text
 from segscale.logs import configure
 
 log = logging.getLogger(__name__)
@@ -168,14 +168,18 @@ def generate(kind: str, out: str | Path, n_train: int = 10, n_test: int = 2,
     return out / "dataset.json"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+    parser = cli.parser("segscale.data.demo", __doc__)
     parser.add_argument("--kind", required=True, choices=sorted(SPECS))
     parser.add_argument("--out", required=True, help="task folder to create")
     parser.add_argument("--train", type=int, default=10, help="labelled volumes")
     parser.add_argument("--test", type=int, default=2, help="unlabelled imagesTs volumes")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     configure()
     try:
         path = generate(args.kind, args.out, args.train, args.test, args.seed)
@@ -185,9 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     log.info("demo dataset ready: %s", path)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def disk_store(directory: str | Path, n: int, size: int = 32, seed: int = 0) -> Path:
@@ -218,3 +219,7 @@ def disk_store(directory: str | Path, n: int, size: int = 32, seed: int = 0) -> 
                           "n_classes": 3, "class_names": ["background", "disk", "core"],
                           "image_shape": [size, size, 1]})
     return directory
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from segscale import cli
 from segscale.data.params import SplitParams
 
 SPLITS = ("train", "val", "test")
@@ -42,22 +43,25 @@ def split_patients(patients: list[str], params: SplitParams) -> dict[str, list[s
     return {name: out[name] for name in SPLITS}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m segscale.data.split --inspect inspect.json --params JSON --out F``."""
-    import argparse
-    import json
-    import logging
-
-    from segscale.data.params import DatasetParams
-    from segscale.io import read_json, write_json
-    from segscale.logs import configure
-
-    parser = argparse.ArgumentParser(description="Split patients into train/val/test.")
+def build_parser():
+    parser = cli.parser("segscale.data.split", __doc__)
     parser.add_argument("--inspect", required=True, help="inspect.json of the dataset")
     parser.add_argument("--params", required=True, help="the dataset's config section as JSON")
     parser.add_argument("--name", required=True, help="dataset name in the config")
     parser.add_argument("--out", required=True, help="split.json to write")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``python -m segscale.data.split --inspect inspect.json --params JSON --out F``."""
+    import json
+    import logging
+
+    from segscale.data.params import DatasetParams
+    from segscale.fileio import read_json, write_json
+    from segscale.logs import configure
+
+    args = build_parser().parse_args(argv)
     configure()
     log = logging.getLogger(__name__)
     try:

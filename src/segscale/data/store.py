@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from segscale.io import atomic_path, read_json, write_json
+from segscale.fileio import atomic_path, read_json, write_json
 
 IMAGES = "images.npy"
 LABELS = "labels.npy"

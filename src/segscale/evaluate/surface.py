@@ -24,7 +24,7 @@ Definitions (the same as ``medpy.metric.binary``, against which the tests check 
 
 Empty masks: both empty gives NaN everywhere (nothing to compare, like Dice); exactly one
 empty gives ``inf`` everywhere (the distance to a missing object is unbounded; callers that
-average keep these out of means and count them, see :mod:`segscale.evaluation`).
+average keep these out of means and count them, see :mod:`segscale.evaluate.scoring`).
 
 Speed: the distance transform runs only on the bounding box of the union of the two
 masks. That is exact: every surface voxel of both masks lies in the box, Euclidean

@@ -3,7 +3,7 @@
 The workflow runs in one environment and trains in another (snakemake wants numpy 2,
 TensorFlow 2.15 numpy < 2). The train and predict rules ask, at run time::
 
-    export PATH="$(python -m segscale.trainenv)$PATH"
+    export PATH="$(python -m segscale.train.env)$PATH"
 
 and get ``$SEGSCALE_TRAIN_ENV/bin:`` when that is set, else the ``.venv-train/bin:`` that
 ``scripts/setup.sh`` made beside this source checkout, else nothing (with ``--use-conda``
@@ -17,7 +17,9 @@ import os
 import sys
 from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parents[2]  # src/segscale/ -> the repository
+from segscale import cli
+
+CHECKOUT = Path(__file__).resolve().parents[3]  # src/segscale/train/ -> the repository
 
 
 def train_bin(environ: dict | None = None, checkout: Path = CHECKOUT) -> Path | None:
@@ -40,11 +42,17 @@ def train_bin(environ: dict | None = None, checkout: Path = CHECKOUT) -> Path | 
     return local if (local / "python").exists() else None
 
 
-def main() -> int:
+def build_parser():
+    return cli.parser("segscale.train.env", "Print the training environment's bin/ and a path "
+                      "separator, to prepend to PATH (nothing when there is none).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    build_parser().parse_args(argv)
     try:
         found = train_bin()
     except FileNotFoundError as err:
-        sys.stderr.write(f"segscale.trainenv: {err}\n")
+        sys.stderr.write(f"segscale.train.env: {err}\n")
         return 1
     sys.stdout.write(f"{found}{os.pathsep}" if found else "")
     return 0

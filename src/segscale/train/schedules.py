@@ -30,7 +30,7 @@ any policy: ``gamma ** (number of milestones <= epoch)``. With no milestones (th
 it is 1, so at N = 1 ``none``, ``constant`` and ``gradual`` are the base lr throughout.
 
 Nothing here imports TensorFlow: the Keras callback that applies these values lives in
-:mod:`segscale.callbacks`.
+:mod:`segscale.train.callbacks`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from segscale.io import sha256
+from segscale.fileio import sha256
 
 log = logging.getLogger(__name__)
 

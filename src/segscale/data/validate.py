@@ -6,12 +6,11 @@ the same grid (shape and affine), label values within the declared set, and the 
 channels and label map fit the data. All problems are gathered and reported together, each
 naming its file; on any problem no report is written and the exit status is 1.
 
-CLI: ``python -m segscale.data.inspect --root TASK --report inspect.json [--params JSON]``.
+CLI: ``python -m segscale.data.validate --root TASK --report inspect.json [--params JSON]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from segscale import cli
 from segscale.data.msd import (
     Case,
     DatasetError,
@@ -31,7 +31,7 @@ from segscale.data.msd import (
     training_cases,
 )
 from segscale.data.params import DatasetParams
-from segscale.io import write_json
+from segscale.fileio import write_json
 from segscale.logs import configure
 from segscale.provenance import describe_environment
 
@@ -140,14 +140,18 @@ def inspect_dataset(root: str | Path, params: DatasetParams | None = None,
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+    parser = cli.parser("segscale.data.validate", __doc__)
     parser.add_argument("--root", required=True, help="MSD task folder (holds dataset.json)")
     parser.add_argument("--report", required=True, help="inspect.json to write")
     parser.add_argument("--params", help="the dataset's config section as JSON")
     parser.add_argument("--name", default="dataset", help="dataset name in the config")
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     configure()
     try:
         params = (DatasetParams.from_mapping(args.name, json.loads(args.params))

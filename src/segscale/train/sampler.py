@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from segscale.io import atomic_path
+from segscale.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 

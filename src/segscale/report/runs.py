@@ -1,87 +1,41 @@
-"""Aggregate every run of a sweep into tidy tables, so figures never read run directories.
+"""Read a sweep's run directories into one row per run (and their long series).
 
-Inputs follow docs/formats.md: a run directory
-``{dataset}/{arch}/{policy}/gpus{n}/rep{r}/`` with ``run.json``, ``history.csv``,
-``resources/rank{k}.csv`` and, once evaluated, ``metrics.json``.
-
-Outputs (one row per run unless said otherwise):
-
-- ``runs`` (CSV + Parquet): sweep parameters, ``status`` (ok | diverged | failed), total and
-  per-epoch training time, images/s, last-epoch training values and every metric at every
-  level of ``metrics.json``, flattened to ``{level}_{metric}`` columns.
-- ``summary``: long format, one row per configuration x measure: mean, sample standard
-  deviation and count over the *ok* repeats, plus the run counts per status.
-- ``scaling``: speedup and efficiency against the matching 1-GPU baseline, with the spread over
-  repeats propagated (see :func:`scaling`).
-- ``history``: every run's ``history.csv`` rows, stacked, with the run's parameters.
-- ``resources``: every rank's sampler series, stacked and thinned to a bounded size.
-
-A run directory without ``metrics.json`` (found with ``--runs-root``) is a *failed* run:
-Snakemake deletes the declared outputs of a failed job, but the directory survives.
-
-CLI::
-
-    python -m segscale.aggregate --metrics M1 M2 ... [--runs-root results/runs] \\
-        --runs-csv T/runs.csv --runs-parquet T/runs.parquet --summary T/summary.csv \\
-        --scaling T/scaling.csv --history T/history.csv --resources T/resources.csv
+Inputs follow docs/formats.md: a run directory ``{dataset}/{arch}/{policy}/gpus{n}/rep{r}/``
+(:data:`segscale.study.RUN_DIR_PATTERN`) with ``run.json``, ``history.csv``,
+``resources/rank{k}.csv`` and, once evaluated, ``metrics.json``. A run directory without
+``metrics.json`` is a *failed* run: Snakemake deletes the declared outputs of a failed job,
+but the directory survives. Computing tables from these rows is :mod:`segscale.report.tables`.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import re
-import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from segscale.io import atomic_path, read_json
-from segscale.logs import configure
+from segscale.fileio import read_json
+from segscale.study import (
+    HISTORY_COLUMNS,
+    POLICIES,
+    RESOURCE_COLUMNS,
+    RUN_KEYS,
+    STATUSES,
+    parse_run_dir,
+)
 
 log = logging.getLogger(__name__)
 
-RUN_KEYS = ("dataset", "arch", "policy", "gpus", "repeat")
-CONFIG_KEYS = ("dataset", "arch", "policy", "gpus")
-STATUSES = ("ok", "diverged", "failed")
-POLICY_ORDER = ("none", "constant", "gradual", "grescale")
-BASELINE_POLICY = "none"
-PURE_WARMUPS = ("constant", "gradual")  # identical to `none` on 1 GPU, so never run there
-RUN_DIR_RE = re.compile(
-    r"(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<policy>[^/]+)/gpus(?P<gpus>[1-9]\d*)/rep(?P<repeat>\d+)$"
-)
-HISTORY_COLUMNS = ("epoch", "lr", "loss", "val_loss", "val_dice", "epoch_time_s",
-                   "images_per_s", "ranks")
-RESOURCE_COLUMNS = ("time_s", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb",
-                    "net_sent_bytes", "net_recv_bytes")
-# Numeric run columns that describe the run rather than measure it: never summarised.
-NOT_MEASURES = frozenset({"gpus", "repeat", "seed", "n_classes", "resumed_from_epoch",
-                          "global_batch", "lr_target", "steps_per_epoch"})
 # Diagnostic counts from metrics.json (how many values a mean had): kept per run, not summarised.
 COUNT_MARKERS = ("valid_counts", "infinite_counts")
 
 
 # --------------------------------------------------------------------------- parsing
-def parse_run_dir(run_dir: str | Path) -> dict[str, Any] | None:
-    """Sweep parameters encoded in a run directory path, or None if it does not match.
-
-    Only the last five components count, so any results root works.
-    """
-    tail = "/".join(Path(run_dir).parts[-5:])
-    m = RUN_DIR_RE.search(tail)
-    if m is None:
-        return None
-    found: dict[str, Any] = m.groupdict()
-    found["gpus"] = int(found["gpus"])
-    found["repeat"] = int(found["repeat"])
-    return found
-
-
 def _slug(name: Any) -> str:
     return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_") or "x"
 
@@ -286,7 +240,7 @@ def discover_run_dirs(root: Path) -> list[Path]:
 
 
 def _policy_rank(policy: pd.Series) -> pd.Series:
-    order = {p: i for i, p in enumerate(POLICY_ORDER)}
+    order = {p: i for i, p in enumerate(POLICIES)}
     return policy.map(lambda p: order.get(p, len(order)))
 
 
@@ -349,118 +303,6 @@ def collect_runs(metrics_paths: Iterable[str | Path],
     return sort_runs(df)
 
 
-# --------------------------------------------------------------------------- statistics
-def measure_columns(df: pd.DataFrame) -> list[str]:
-    """Numeric columns that are measurements (not parameters, hyper-parameters or counts)."""
-    return [c for c in df.columns
-            if c not in NOT_MEASURES and not c.startswith("hp_")
-            and not any(m in c for m in COUNT_MARKERS)
-            and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
-
-
-def status_counts(df: pd.DataFrame) -> pd.DataFrame:
-    """Runs per configuration and status: ``n_runs``, ``n_ok``, ``n_diverged``, ``n_failed``."""
-    counts = (df.groupby(list(CONFIG_KEYS))["status"].value_counts()
-              .unstack(fill_value=0).reindex(columns=list(STATUSES), fill_value=0))
-    counts.columns = [f"n_{s}" for s in counts.columns]
-    counts.insert(0, "n_runs", counts.sum(axis=1))
-    return counts.reset_index()
-
-
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sample std (ddof=1) and count of every measure over the *ok* repeats.
-
-    Long format: one row per (dataset, arch, policy, gpus, measure). Diverged and failed runs
-    are excluded from the statistics (their values describe a broken model or nothing) but
-    counted in ``n_diverged``/``n_failed``; a configuration with no ok run still appears, with
-    count 0 and NaN mean. A single ok repeat has NaN std.
-    """
-    keys = list(CONFIG_KEYS)
-    measures = measure_columns(df)
-    values = df[measures].where(df["status"].eq("ok"), axis=0)
-    grouped = pd.concat([df[keys], values], axis=1).groupby(keys)
-    stats = []
-    for name, frame in (("mean", grouped.mean()), ("std", grouped.std(ddof=1)),
-                        ("count", grouped.count())):
-        stats.append(frame.reset_index().melt(id_vars=keys, var_name="measure", value_name=name))
-    out = stats[0].merge(stats[1], on=[*keys, "measure"]).merge(stats[2], on=[*keys, "measure"])
-    out["count"] = out["count"].astype(int)
-    out = out.merge(status_counts(df), on=keys)
-    out["_m"] = out["measure"].map({m: i for i, m in enumerate(measures)})
-    out = sort_runs(out, [*keys, "_m"]).drop(columns="_m")
-    return out
-
-
-def ratio_std(ratio: float, num_mean: float, num_std: float,
-              den_mean: float, den_std: float) -> float:
-    """First-order error propagation for ``ratio = num/den`` with independent num, den.
-
-    ``std = ratio * sqrt((num_std/num_mean)^2 + (den_std/den_mean)^2)``. Uses the repeat
-    spread (sample std), so it is the spread of one run's ratio, not of the mean's. NaN when
-    either std is unknown (a single repeat).
-    """
-    if not num_mean or not den_mean:
-        return math.nan
-    return ratio * math.sqrt((num_std / num_mean) ** 2 + (den_std / den_mean) ** 2)
-
-
-def scaling(df: pd.DataFrame) -> pd.DataFrame:
-    """Speedup S(N) = T(1)/T(N) and efficiency E(N) = S(N)/N per configuration.
-
-    T is ``train_time_s`` (sum of epoch times) averaged over the *ok* repeats. The 1-GPU
-    baseline of (dataset, arch, policy) is that policy's own 1-GPU runs when it has ok ones;
-    otherwise (always for ``constant``/``gradual``, which equal ``none`` on 1 GPU and are not
-    run there) the (dataset, arch, ``none``) 1-GPU runs; ``baseline_policy`` says which.
-    ``speedup_std`` propagates both spreads with :func:`ratio_std`; ``efficiency_std`` is
-    ``speedup_std / N``. A baseline row itself (N = 1, own policy) has S = 1 and std 0, as
-    numerator and denominator are the same runs. No baseline: NaN and an empty
-    ``baseline_policy``.
-    """
-    keys = list(CONFIG_KEYS)
-    ok = df[df["status"].eq("ok")]
-    time = ok.groupby(keys)["train_time_s"].agg(time_mean_s="mean", time_std_s="std",
-                                                n_ok="count")
-    per_epoch = ok.groupby(keys)["time_per_epoch_s"].agg(time_per_epoch_mean_s="mean",
-                                                        time_per_epoch_std_s="std")
-    ips = ok.groupby(keys)["images_per_s"].agg(images_per_s_mean="mean",
-                                               images_per_s_std="std")
-    configs = df[keys].drop_duplicates().set_index(keys)
-    table = configs.join([time, per_epoch, ips]).reset_index()
-    table["n_ok"] = table["n_ok"].fillna(0).astype(int)
-    base = {k[:3]: row for k, row in time.iterrows() if k[3] == 1 and row["n_ok"] > 0}
-
-    records = []
-    for row in table.itertuples(index=False):
-        ds, arch, policy, n = row.dataset, row.arch, row.policy, row.gpus
-        bpol = policy if (ds, arch, policy) in base else BASELINE_POLICY
-        b = base.get((ds, arch, bpol))
-        if b is None:
-            log.warning("no ok 1-GPU baseline for %s/%s/%s", ds, arch, policy)
-            records.append({"baseline_policy": "", "baseline_n": 0})
-            continue
-        if bpol != policy and policy not in PURE_WARMUPS:
-            log.warning("%s/%s/%s: no ok 1-GPU runs of its own; baseline is %s",
-                        ds, arch, policy, bpol)
-        s = b["time_mean_s"] / row.time_mean_s
-        if n == 1 and bpol == policy:
-            s_std = 0.0 if not math.isnan(s) else math.nan
-        else:
-            s_std = ratio_std(s, b["time_mean_s"], b["time_std_s"],
-                              row.time_mean_s, row.time_std_s)
-        records.append({"baseline_policy": bpol, "baseline_n": int(b["n_ok"]),
-                        "baseline_time_mean_s": b["time_mean_s"],
-                        "baseline_time_std_s": b["time_std_s"],
-                        "speedup": s, "speedup_std": s_std,
-                        "efficiency": s / n, "efficiency_std": s_std / n})
-    extra = pd.DataFrame(records, index=table.index,
-                         columns=["baseline_policy", "baseline_n", "baseline_time_mean_s",
-                                  "baseline_time_std_s", "speedup", "speedup_std",
-                                  "efficiency", "efficiency_std"])
-    table = pd.concat([table, extra], axis=1)
-    table["ideal_speedup"] = table["gpus"].astype(float)
-    return sort_runs(table, keys)
-
-
 # --------------------------------------------------------------------------- long tables
 def _run_ids(df: pd.DataFrame) -> list[dict[str, Any]]:
     return df[[*RUN_KEYS, "status", "run_dir"]].to_dict("records")
@@ -511,99 +353,3 @@ def collect_resources(runs: pd.DataFrame, max_points: int = 600) -> pd.DataFrame
         return pd.DataFrame(columns=[*first, *RESOURCE_COLUMNS])
     out = pd.concat(frames, ignore_index=True)
     return out[[*first, *(c for c in out.columns if c not in first)]]
-
-
-# --------------------------------------------------------------------------- writing
-def parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
-    """Object columns as strings or None: Parquet needs one type per column."""
-    out = df.copy()
-    for col in out.columns:
-        if out[col].dtype == object:
-            out[col] = out[col].map(lambda v: None if v is None or (isinstance(v, float)
-                                                                   and math.isnan(v)) else str(v))
-    return out
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path, suffix=".csv") as tmp:
-        df.to_csv(tmp, index=False)
-
-
-def write_parquet(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path, suffix=".parquet") as tmp:
-        parquet_safe(df).to_parquet(tmp, index=False)
-
-
-@dataclass(frozen=True)
-class AggregateConfig:
-    """What to read and where to write the tables."""
-
-    metrics: tuple[Path, ...]
-    runs_root: Path | None
-    expected_runs: tuple[Path, ...] | None
-    runs_csv: Path
-    runs_parquet: Path
-    summary: Path
-    scaling: Path
-    history: Path
-    resources: Path
-    resources_max_points: int = 600
-
-
-def aggregate(cfg: AggregateConfig) -> pd.DataFrame:
-    """Build every table in memory first, then write them all: bad input writes nothing."""
-    runs = collect_runs(cfg.metrics, cfg.runs_root, cfg.expected_runs)
-    tables = {
-        cfg.summary: summarise(runs),
-        cfg.scaling: scaling(runs),
-        cfg.history: collect_history(runs),
-        cfg.resources: collect_resources(runs, cfg.resources_max_points),
-        cfg.runs_csv: runs,
-    }
-    counts = runs["status"].value_counts().to_dict()
-    log.info("%d runs (%s)", len(runs), ", ".join(f"{k}: {v}" for k, v in counts.items()))
-    write_parquet(runs, cfg.runs_parquet)
-    for path, table in tables.items():
-        write_csv(table, path)
-        log.info("wrote %s (%d rows)", path, len(table))
-    return runs
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m segscale.aggregate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--metrics", nargs="*", default=[], type=Path,
-                   help="metrics.json files of the runs to aggregate")
-    p.add_argument("--expected-runs", nargs="*", type=Path, default=None,
-                   help="the sweep's run directories: those existing without metrics.json "
-                        "become failed rows (instead of scanning --runs-root)")
-    p.add_argument("--runs-root", type=Path, default=None,
-                   help="results/runs: run directories without metrics.json become failed rows")
-    for flag in ("runs-csv", "runs-parquet", "summary", "scaling", "history", "resources"):
-        p.add_argument(f"--{flag}", type=Path, required=True)
-    p.add_argument("--resources-max-points", type=int, default=600,
-                   help="keep at most this many samples per rank (0: all)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure(logging.DEBUG if args.verbose else logging.INFO)
-    cfg = AggregateConfig(
-        metrics=tuple(args.metrics), runs_root=args.runs_root,
-        expected_runs=None if args.expected_runs is None else tuple(args.expected_runs),
-        runs_csv=args.runs_csv,
-        runs_parquet=args.runs_parquet, summary=args.summary, scaling=args.scaling,
-        history=args.history, resources=args.resources,
-        resources_max_points=args.resources_max_points)
-    try:
-        aggregate(cfg)
-    except (ValueError, FileNotFoundError) as err:
-        log.error("%s", err)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

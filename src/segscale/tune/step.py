@@ -1,14 +1,14 @@
-"""One step of the GreScale guideline loop: ``python -m segscale.tune_step``.
+"""One step of the GreScale guideline loop: ``python -m segscale.tune.step``.
 
 Three modes (docs/guideline.md):
 
 * plan iteration 0 (``--start``): the GreScale defaults, or the first action applied::
 
-    python -m segscale.tune_step --start --hparams JSON --gpus N --config JSON --out start.json
+    python -m segscale.tune.step --start --hparams JSON --gpus N --config JSON --out start.json
 
 * score an iteration and decide the next (``--metrics``)::
 
-    python -m segscale.tune_step --metrics ITER/metrics.json --baseline BASELINE/metrics.json \\
+    python -m segscale.tune.step --metrics ITER/metrics.json --baseline BASELINE/metrics.json \\
         [--previous PREV_DECISION.json] --hparams JSON --gpus N --config JSON \\
         --out ITER/decision.json
 
@@ -17,7 +17,7 @@ Three modes (docs/guideline.md):
 
 * the iteration table of a finished loop (thesis tables 6.1-6.10)::
 
-    python -m segscale.tune_step --table FINAL_DECISION.json --out iterations.csv
+    python -m segscale.tune.step --table FINAL_DECISION.json --out iterations.csv
 
 ``--hparams`` and ``--config`` take a JSON object or ``@file.json``. Outputs are written
 atomically. Exit 0 on success, 2 on bad input, with a message naming the file or key.
@@ -36,7 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segscale.guideline import (
+from segscale import cli
+from segscale.fileio import json_object_arg, read_json, write_json, write_text
+from segscale.logs import configure
+from segscale.train.config import TrainConfig
+from segscale.tune.guideline import (
     DEFAULTS,
     Decision,
     GuidelineConfig,
@@ -45,9 +49,6 @@ from segscale.guideline import (
     scores_from_metrics,
     start,
 )
-from segscale.io import json_object_arg, read_json, write_json, write_text
-from segscale.logs import configure
-from segscale.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,8 @@ def iteration_table(decision: Mapping[str, Any]) -> str:
     return buf.getvalue()
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser("segscale.tune.step", __doc__)
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--start", action="store_true", help="plan iteration 0")
     mode.add_argument("--metrics", type=Path, help="metrics.json of the iteration to score")
@@ -228,7 +229,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     configure(args.log_level)
     try:

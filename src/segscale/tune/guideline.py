@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from segscale.train_config import OPTIMIZERS, TrainConfig
+from segscale.train.config import OPTIMIZERS, TrainConfig
 
 ACTIONS = (
     "decrease_lr",
@@ -441,7 +441,7 @@ def apply_action(name: str, hparams: Mapping[str, Any],
     Args:
         name: one of :data:`ACTIONS`.
         hparams: the current (possibly sparse) training hparams; missing keys take the
-            :class:`~segscale.train_config.TrainConfig` defaults.
+            :class:`~segscale.train.config.TrainConfig` defaults.
         config: the step sizes.
 
     Returns:

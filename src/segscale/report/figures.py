@@ -1,16 +1,16 @@
 """Scaling and accuracy figures drawn from the aggregate tables only (never run directories).
 
 Reads ``runs.csv``, ``scaling.csv``, ``history.csv`` and ``resources.csv`` written by
-``segscale.aggregate`` and always writes the same files, so a Snakemake rule can declare them:
+``segscale.report.tables`` and always writes the same files, so a Snakemake rule can declare them:
 ``{name}.png`` and ``{name}.svg`` for every name in :data:`FIGURES`. Odd data (one GPU count,
 one policy, every run diverged, no resource samples) gives annotated empty panels, not a crash.
 
-Published values (``segscale/published/thesis.csv``) are drawn as black stars labelled
+Published values (:mod:`segscale.report.published`) are drawn as black stars labelled
 "published (Guedria thesis)" wherever the same quantity, architecture and dataset exist.
 
 CLI::
 
-    python -m segscale.plots --tables-dir results/tables --out-dir results/figures \\
+    python -m segscale.report.figures --tables-dir results/tables --out-dir results/figures \\
         [--published CSV | --no-published] [--curve-gpus N]
 """
 
@@ -20,13 +20,13 @@ import argparse
 import logging
 import math
 import sys
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import matplotlib
+
+from segscale import cli
 
 matplotlib.use("Agg")  # before pyplot: figures are files, never windows
 
@@ -41,23 +41,40 @@ from matplotlib.ticker import (  # noqa: E402
     PercentFormatter,
 )
 
-from segscale.io import atomic_path  # noqa: E402
-from segscale.logs import configure
+from segscale.fileio import atomic_path  # noqa: E402
+from segscale.logs import configure  # noqa: E402
+from segscale.report.published import (  # noqa: E402
+    default_published,
+    load_published,
+    published_points,
+)
+from segscale.report.style import (  # noqa: E402
+    BASELINE_COLOR,
+    apply_style,
+    combos,
+    dodge,
+    draw_published,
+    draw_series,
+    empty_panel,
+    excluded_note,
+    finish,
+    gpu_axis,
+    grid,
+    human_duration,
+    ok_runs,
+    panel_title,
+    policy_order,
+    policy_style,
+    select,
+    time_unit,
+    wrap,
+)
+from segscale.study import BASELINE_POLICY, OK  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 FIGURES = ("training_time", "speedup", "efficiency", "metrics_vs_gpus", "curves", "resources")
 FORMATS = ("png", "svg")
-PUBLISHED_LABEL = "published (Guedria thesis)"
-PUBLISHED_SOURCE = "guedria_thesis"
-BASELINE_POLICY = "none"
-POLICY_ORDER = ("none", "constant", "gradual", "grescale")
-_CB = sns.color_palette("colorblind")
-POLICY_COLORS = {"none": _CB[0], "constant": _CB[1], "gradual": _CB[2], "grescale": _CB[4]}
-POLICY_MARKERS = {"none": "o", "constant": "s", "gradual": "^", "grescale": "D"}
-BASELINE_COLOR = "0.35"
-ARCH_NAMES = {"unet": "U-Net", "fcn": "FCN"}
-DATASET_ALIASES = {"task01_braintumour": "brats", "heart": "lasc", "task02_heart": "lasc"}
 # (column, title, higher is better); drawn in this order when present.
 METRICS = (
     ("dice", "Dice", True), ("mean_iou", "mean IoU", True),
@@ -72,8 +89,6 @@ RESOURCE_PANELS = (
     ("cpu_percent", "CPU (% of one core)", 1.0), ("rss_mb", "resident memory (GiB)", 1 / 1024),
     ("net_mb_s", "network sent + received (MB/s)", 1.0),
 )
-STYLE_RC = {"svg.fonttype": "none", "svg.hashsalt": "segscale", "axes.titleweight": "bold",
-            "figure.dpi": 100, "savefig.dpi": 150, "legend.frameon": False}
 
 
 @dataclass(frozen=True)
@@ -94,7 +109,7 @@ def read_table(path: Path, required: bool = True) -> pd.DataFrame:
     """
     if not path.is_file():
         if required:
-            raise FileNotFoundError(f"{path}: table not found (run segscale.aggregate first)")
+            raise FileNotFoundError(f"{path}: table not found (run segscale.report.tables first)")
         log.warning("%s: not found; its panels will be empty", path)
         return pd.DataFrame()
     try:
@@ -108,165 +123,6 @@ def load_tables(tables_dir: Path) -> Tables:
                   scaling=read_table(tables_dir / "scaling.csv"),
                   history=read_table(tables_dir / "history.csv", required=False),
                   resources=read_table(tables_dir / "resources.csv", required=False))
-
-
-def default_published() -> Path:
-    return Path(str(resources.files("segscale") / "published" / "thesis.csv"))
-
-
-def load_published(path: Path | None) -> pd.DataFrame:
-    """Published values in seconds/fractions, the thesis's only (others are off our x range)."""
-    if path is None:
-        return pd.DataFrame(columns=["dataset", "arch", "gpus", "quantity", "value"])
-    pub = read_table(path)
-    pub = pub[pub["source"].eq(PUBLISHED_SOURCE)].copy()
-    hours = pub["unit"].eq("h")
-    pub.loc[hours, "value"] = pub.loc[hours, "value"] * 3600.0
-    return pub
-
-
-def published_points(pub: pd.DataFrame, quantity: str, dataset: str, arch: str) -> pd.DataFrame:
-    """Published rows for one panel: same quantity and arch, same dataset or ``any``."""
-    if pub.empty:
-        return pub
-    ds = DATASET_ALIASES.get(str(dataset).lower(), str(dataset).lower())
-    keep = (pub["quantity"].eq(quantity) & pub["arch"].str.lower().isin([str(arch).lower(), "any"])
-            & pub["dataset"].str.lower().isin([ds, "any"]) & pub["gpus"].notna())
-    return pub[keep]
-
-
-# --------------------------------------------------------------------------- helpers
-def apply_style() -> None:
-    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9, rc=STYLE_RC)
-
-
-def policy_order(policies) -> list[str]:
-    known = [p for p in POLICY_ORDER if p in set(policies)]
-    return known + sorted(set(policies) - set(POLICY_ORDER))
-
-
-def policy_style(policy: str) -> dict:
-    extra = sns.color_palette("colorblind")[5:] + sns.color_palette("dark")
-    color = POLICY_COLORS.get(policy, extra[zlib.crc32(policy.encode()) % len(extra)])
-    return {"color": color, "marker": POLICY_MARKERS.get(policy, "v")}
-
-
-def panel_title(dataset: str, arch: str) -> str:
-    return f"{str(dataset).upper()} · {ARCH_NAMES.get(str(arch).lower(), arch)}"
-
-
-def combos(df: pd.DataFrame) -> list[tuple[str, str]]:
-    if df.empty:
-        return []
-    return sorted(set(zip(df["dataset"].astype(str), df["arch"].astype(str), strict=True)))
-
-
-def select(df: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
-    if df.empty:
-        return df
-    return df[df["dataset"].astype(str).eq(dataset) & df["arch"].astype(str).eq(arch)]
-
-
-def grid(nrows: int, ncols: int, width: float = 4.2, height: float = 3.3, sharex=False):
-    fig, axes = plt.subplots(max(nrows, 1), max(ncols, 1), squeeze=False, layout="constrained",
-                             figsize=(width * max(ncols, 1), height * max(nrows, 1) + 0.6),
-                             sharex=sharex)
-    return fig, axes
-
-
-def wrap(n: int, max_cols: int = 3) -> tuple[int, int]:
-    cols = max(1, min(n, max_cols))
-    return math.ceil(max(n, 1) / cols), cols
-
-
-def empty_panel(ax, message: str) -> None:
-    """An annotated blank panel: the figure still exists and says why it has no data."""
-    ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center",
-            fontsize=10, color="0.4", wrap=True)
-    # tick_params, not set_xticks: a shared axis would lose its ticks in every panel
-    ax.tick_params(axis="both", which="both", bottom=False, left=False,
-                   labelbottom=False, labelleft=False)
-    ax.grid(False)
-
-
-def gpu_axis(ax, gpus) -> None:
-    """Log2 GPU axis with a tick at every GPU count drawn."""
-    ticks = sorted({int(g) for g in gpus if pd.notna(g) and g > 0}) or [1]
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([str(t) for t in ticks])
-    ax.set_xlim(ticks[0] / 1.35, ticks[-1] * 1.35)
-    ax.set_xlabel("GPUs (log scale)")
-
-
-def dodge(x, i: int, n: int) -> np.ndarray:
-    """Shift series ``i`` of ``n`` sideways on a log axis so error bars do not hide each other."""
-    return np.asarray(x, float) * 2 ** (0.05 * (i - (n - 1) / 2))
-
-
-def draw_series(ax, x, y, err, policy: str, i: int, n: int, label: str | None = None) -> None:
-    style = policy_style(policy)
-    ax.errorbar(dodge(x, i, n), y, yerr=np.nan_to_num(np.asarray(err, float)), capsize=3,
-                lw=1.8, ms=6, label=label or policy, color=style["color"],
-                marker=style["marker"], zorder=3)
-
-
-def draw_published(ax, pts: pd.DataFrame, scale: float = 1.0, text=None) -> None:
-    """Published values as black stars with their value written beside them.
-
-    ``text`` turns a raw published value into the annotation (default: 3 significant digits).
-    """
-    text = text or "{:.3g}".format
-    for row in pts.itertuples(index=False):
-        y = row.value * scale
-        ax.scatter([row.gpus], [y], marker="*", s=190, color="black", edgecolor="white",
-                   linewidth=0.6, zorder=6, label=PUBLISHED_LABEL)
-        ax.annotate(text(row.value), (row.gpus, y), textcoords="offset points", xytext=(7, -3),
-                    fontsize=8, color="black")
-
-
-def human_duration(seconds: float) -> str:
-    """'21 h 40 min', '74 min', '45 s': how the thesis states its training times."""
-    minutes = round(seconds / 60)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if minutes < 120:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def finish(fig, axes, title: str, note: str = "") -> None:
-    """Suptitle and one shared legend (policies first) under the panels."""
-    handles: dict[str, object] = {}
-    for ax in np.ravel(axes):
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(lab, h)
-    order = policy_order([lab for lab in handles if lab in POLICY_COLORS or lab.isidentifier()])
-    labels = order + [lab for lab in handles if lab not in order]
-    if labels:
-        fig.legend([handles[lab] for lab in labels], labels, loc="outside lower center",
-                   ncol=min(len(labels), 5))
-    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=12)
-
-
-def excluded_note(runs: pd.DataFrame) -> str:
-    """'excluded: 1 diverged, 1 failed' for runs that are not drawn, or ''."""
-    if runs.empty:
-        return ""
-    counts = runs["status"].value_counts()
-    parts = [f"{counts[s]} {s}" for s in ("diverged", "failed") if counts.get(s, 0)]
-    return f"not drawn: {', '.join(parts)} run(s)" if parts else ""
-
-
-def time_unit(seconds: float) -> tuple[str, float]:
-    if not np.isfinite(seconds) or seconds < 120:
-        return "s", 1.0
-    return ("min", 60.0) if seconds < 2 * 3600 else ("h", 3600.0)
-
-
-def ok_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[runs["status"].eq("ok")] if not runs.empty else runs
 
 
 # --------------------------------------------------------------------------- figures
@@ -432,7 +288,7 @@ def fig_curves(t: Tables, gpus: int | None):
         axes[0, c].set_title(f"{panel_title(ds, arch)}, {n} GPU{'s' if n != 1 else ''}"
                              if n is not None else panel_title(ds, arch))
         at_n = h[h["gpus"].eq(n)] if not h.empty else h
-        base = h[h["gpus"].eq(1) & h["policy"].eq(BASELINE_POLICY) & h["status"].eq("ok")] \
+        base = h[h["gpus"].eq(1) & h["policy"].eq(BASELINE_POLICY) & h["status"].eq(OK)] \
             if not h.empty else h
         pols = policy_order(at_n["policy"].unique()) if not at_n.empty else []
         for r, (col, label) in enumerate(rows):
@@ -448,13 +304,13 @@ def fig_curves(t: Tables, gpus: int | None):
             for pol in pols:
                 d = at_n[at_n["policy"].eq(pol)]
                 style = policy_style(pol)
-                ok = d[d["status"].eq("ok")]
+                ok = d[d["status"].eq(OK)]
                 if len(ok):
                     g = ok.groupby("epoch")[col].agg(["mean", "std"]).fillna({"std": 0})
                     ax.plot(g.index + 1, g["mean"], color=style["color"], lw=1.9, label=pol)
                     ax.fill_between(g.index + 1, g["mean"] - g["std"], g["mean"] + g["std"],
                                     color=style["color"], alpha=0.18, lw=0)
-                for _, run in d[~d["status"].eq("ok")].groupby("repeat"):
+                for _, run in d[~d["status"].eq(OK)].groupby("repeat"):
                     ax.plot(run["epoch"] + 1, run[col], color=style["color"], lw=1.1, ls=":",
                             marker="x", ms=6, label="diverged / failed run (dotted, x)")
             vals = at_n[col].dropna()
@@ -483,7 +339,7 @@ def pick_resource_run(res: pd.DataFrame, gpus: int | None) -> pd.DataFrame:
     have = sorted(set(res["gpus"].astype(int)))
     n = gpus if gpus in have else have[-1]
     cand = res[res["gpus"].eq(n)]
-    key = cand.assign(_p=~cand["policy"].eq(BASELINE_POLICY), _s=~cand["status"].eq("ok"))
+    key = cand.assign(_p=~cand["policy"].eq(BASELINE_POLICY), _s=~cand["status"].eq(OK))
     first = key.sort_values(["_p", "_s", "policy", "repeat"]).iloc[0]
     return cand[cand["policy"].eq(first["policy"]) & cand["repeat"].eq(first["repeat"])]
 
@@ -596,8 +452,7 @@ def plot(cfg: PlotConfig) -> list[Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m segscale.plots", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser("segscale.report.figures", __doc__)
     p.add_argument("--tables-dir", type=Path, required=True,
                    help="directory with runs.csv, scaling.csv, history.csv, resources.csv")
     p.add_argument("--out-dir", type=Path, required=True)

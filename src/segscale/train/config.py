@@ -15,8 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from segscale.io import json_object_arg
-from segscale.schedules import DEFAULT_DECAY_FRACTION, POLICIES, Schedule
+from segscale.fileio import json_object_arg
+from segscale.train.schedules import DEFAULT_DECAY_FRACTION, POLICIES, Schedule
 
 OPTIMIZERS = ("sgd", "adam")
 LOSSES = ("dice", "ce", "dice_ce")

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from segscale.checkpoint import write_checkpoint
-from segscale.schedules import Schedule, learning_rate
+from segscale.train.checkpoint import write_checkpoint
+from segscale.train.schedules import Schedule, learning_rate
 
 log = logging.getLogger(__name__)
 

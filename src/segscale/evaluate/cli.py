@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from segscale import cli
 from segscale.data.msd import DatasetError, load_volume
 from segscale.data.slicing import map_labels
 from segscale.data.store import SliceStore
-from segscale.evaluation import class_names_of, evaluate_store
-from segscale.io import atomic_path, read_json, write_json
+from segscale.evaluate.scoring import class_names_of, evaluate_store
+from segscale.fileio import atomic_path, read_json, write_json
 from segscale.logs import configure
 from segscale.provenance import describe_environment
 
@@ -179,8 +180,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser("segscale.evaluate", __doc__)
     parser.add_argument("--store", required=True, type=Path, help="test slice store directory")
     parser.add_argument("--pred", required=True, type=Path, help="pred.npy (N, H, W) uint8")
     parser.add_argument("--inference", required=True, type=Path, help="inference.json")
@@ -189,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--predictions-dir", required=True, type=Path,
                         help="directory for {patient}.nii.gz predicted volumes")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     configure()
     cfg = EvaluateConfig(args.store, args.pred, args.inference, args.run, args.metrics,
                          args.predictions_dir, progress=not args.no_progress)

@@ -1,4 +1,5 @@
-"""Predict a test store with a run's final model and time inference: ``python -m segscale.predict``.
+"""Predict a test store with a run's final model, timing inference (``python -m
+segscale.evaluate.predict``).
 
 Writes ``pred.npy`` (uint8 argmax per pixel, one row per store row) and ``inference.json``
 (docs/formats.md). Timings are of warm models (after ``warmup`` untimed calls): batch-1 is
@@ -19,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from segscale.io import atomic_path, read_json, write_json
+from segscale import cli
+from segscale.fileio import atomic_path, read_json, write_json
 from segscale.logs import configure
 
-log = logging.getLogger("segscale.predict")
+log = logging.getLogger("segscale.evaluate.predict")
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,8 @@ def predict(cfg: PredictConfig) -> dict:
     return info
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m segscale.predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser("segscale.evaluate.predict", __doc__)
     p.add_argument("--run", required=True, type=Path, help="run directory with model.keras")
     p.add_argument("--store", required=True, type=Path, help="test slice store")
     p.add_argument("--pred", required=True, type=Path, help="output pred.npy")
@@ -143,7 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--timing-images", type=int, default=50)
     p.add_argument("--warmup", type=int, default=3)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     configure()
     try:

@@ -1,0 +1,25 @@
+"""The one shape of every segscale command: ``build_parser()`` and ``main(argv) -> int``.
+
+:func:`parser` gives an ``argparse`` parser whose errors are one line naming the program and
+the problem (exit 2), instead of a usage block that hides the message in a job log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+EXIT_USAGE = 2
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """A parser for ``python -m {module}`` described by the module's docstring."""
+    return OneLineErrorParser(prog=f"python -m {module}", description=doc,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,0 +1,123 @@
+"""The study's vocabulary: the words every stage and the workflow share, spelled once.
+
+Train writes them, evaluate and report read them back, tune reasons with them and
+``workflow/rules/common.smk`` builds the sweep from them; the config schema's enums are checked
+against them by a test. Imports nothing of the package (an import-linter contract), so any
+stage, with or without TensorFlow, can use it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# ---- learning-rate warmup policies -------------------------------------------------------
+#: The policies, in the order tables and figures list them.
+POLICIES = ("none", "constant", "gradual", "grescale")
+#: Warmup-only policies: on one GPU there is nothing to warm up to (target lr = base lr), so
+#: they are the same run as ``none`` and the sweep runs them only for N > 1.
+PURE_WARMUPS = ("constant", "gradual")
+#: The policy of the 1-GPU baseline that speedups and accuracies are compared against.
+BASELINE_POLICY = "none"
+#: The policy the GreScale guideline loop (tune) trains with.
+TUNED_POLICY = "grescale"
+
+# ---- run outcomes ------------------------------------------------------------------------
+OK, DIVERGED, FAILED = "ok", "diverged", "failed"
+#: ``status`` of a finished run record (``run.json``, ``metrics.json``, the run tables).
+STATUSES = (OK, DIVERGED, FAILED)
+#: Why a training left ``fit`` early (``stop_reason``); an early-stopped run is still ``ok``.
+PREEMPTED, EARLY_STOPPED = "preempted", "early_stopped"
+STOP_REASONS = (DIVERGED, PREEMPTED, EARLY_STOPPED)
+
+# ---- records -----------------------------------------------------------------------------
+#: Columns of a run's ``history.csv``, one row per epoch.
+HISTORY_COLUMNS = ("epoch", "lr", "loss", "val_loss", "val_dice", "epoch_time_s",
+                   "images_per_s", "ranks")
+#: Columns of a rank's resource samples (``resources/rank{k}.csv``).
+RESOURCE_COLUMNS = ("time_s", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb",
+                    "net_sent_bytes", "net_recv_bytes")
+#: What identifies one run of the sweep in every table.
+RUN_KEYS = ("dataset", "arch", "policy", "gpus", "repeat")
+#: One configuration: a run without its repeat.
+CONFIG_KEYS = RUN_KEYS[:-1]
+#: The files of a run directory (docs/formats.md).
+RUN_RECORD, HISTORY_FILE, MODEL_FILE, METRICS_FILE = (
+    "run.json", "history.csv", "model.keras", "metrics.json")
+
+# ---- where a run lives -------------------------------------------------------------------
+#: A run's directory below the results root, as a ``str.format`` / Snakemake pattern.
+RUN_DIR_PATTERN = "{dataset}/{arch}/{policy}/gpus{n}/rep{r}"
+#: The same, read back: only the last five path components count, so any root works.
+RUN_DIR_RE = re.compile(
+    r"(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<policy>[^/]+)"
+    r"/gpus(?P<gpus>[1-9]\d*)/rep(?P<repeat>\d+)$")
+
+
+def run_dir(dataset: str, arch: str, policy: str, n: int | str, r: int | str) -> str:
+    """The run directory of one sweep point, relative to the runs root."""
+    return RUN_DIR_PATTERN.format(dataset=dataset, arch=arch, policy=policy, n=n, r=r)
+
+
+def parse_run_dir(path: str) -> dict[str, Any] | None:
+    """The sweep point a run directory encodes (``gpus``, ``repeat`` as int), or None."""
+    tail = "/".join(str(path).replace("\\", "/").rstrip("/").split("/")[-5:])
+    found = RUN_DIR_RE.search(tail)
+    if found is None:
+        return None
+    point: dict[str, Any] = found.groupdict()
+    point["gpus"], point["repeat"] = int(point["gpus"]), int(point["repeat"])
+    return point
+
+
+def runs_on(policy: str, gpus: int) -> bool:
+    """Whether the sweep runs ``policy`` at ``gpus`` (pure warmups only for N > 1)."""
+    return gpus > 1 or policy not in PURE_WARMUPS
+
+
+# ---- the run record (run.json) -----------------------------------------------------------
+@dataclass
+class RunRecord:
+    """``run.json``: what one training run was and how it ended, written by rank 0 from this
+    one dataclass whether the run finished, diverged or failed (unknown fields stay None).
+
+    Its field names are the record's vocabulary: report reads them back by these names.
+    """
+
+    status: str
+    dataset: str
+    arch: str
+    policy: str
+    n_ranks: int
+    repeat: int
+    seed: int
+    hparams: dict[str, Any]
+    epochs_planned: int
+    environment: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str | None = None
+    error: str | None = None
+    divergence: dict[str, Any] | None = None
+    epochs_completed: int | None = None
+    train_time_s: float | None = None
+    hosts: list[str] | None = None
+    resumed_from_epoch: int | None = None
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    global_batch: int | None = None
+    lr_target: float | None = None
+    image_shape: list[int] | None = None
+    n_classes: int | None = None
+    train_store: str | None = None
+    val_store: str | None = None
+    device: str | None = None
+    horovod: dict[str, bool] | None = None
+    fingerprint: str | None = None
+    rank_weight_digests: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"run status {self.status!r} is not one of {STATUSES}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

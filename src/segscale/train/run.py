@@ -1,0 +1,351 @@
+"""Distributed (Horovod) training of one run, as five named steps.
+
+One process per rank, started by ``horovodrun -np N``, ``srun`` or ``mpirun`` (or alone for
+one rank). :func:`run` is :func:`set_up` (Horovod, devices, stores, schedule), :func:`resume`
+(model, optimizer, the last verified checkpoint), :func:`make_callbacks`, :func:`fit` and
+:func:`finalise` (model, history, resources, ``run.json``). Each rank pins its GPU by local
+rank, reads its own shard of the slice store (reshuffled every epoch from
+``(seed, rank, epoch)``) and trains with ``hvd.DistributedOptimizer``; rank 0 alone writes the
+run directory (docs/formats.md) and the checkpoints. The CLI is :mod:`segscale.train.__main__`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segscale.fileio import atomic_path
+from segscale.study import DIVERGED, EARLY_STOPPED, OK, PREEMPTED
+from segscale.train.batches import train_batches, val_batches
+from segscale.train.config import RunSpec, TrainConfig
+from segscale.train.launch import set_rank
+from segscale.train.record import (
+    base_record,
+    fingerprint,
+    weights_digest,
+    write_history,
+    write_record,
+    write_resources,
+)
+
+log = logging.getLogger("segscale.train")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_PREEMPTED = 75
+
+
+def configure_devices(tf, hvd, threads: int) -> str:
+    """Pin this rank's GPU (memory growth on) or its CPU threads; describe the device."""
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if gpus:
+        tf.config.set_visible_devices(gpus[hvd.local_rank() % len(gpus)], "GPU")
+        return f"GPU {hvd.local_rank() % len(gpus)}"
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return f"CPU x{threads or 'auto'} threads"
+
+
+def make_optimizer(tf, cfg: TrainConfig, lr: float):
+    """Legacy Keras optimizers: Horovod 0.28's DistributedOptimizer wraps them reliably, and
+    their ``get_weights``/``set_weights`` checkpoint the optimizer state."""
+    if cfg.optimizer == "sgd":
+        return tf.keras.optimizers.legacy.SGD(learning_rate=lr, momentum=cfg.momentum)
+    return tf.keras.optimizers.legacy.Adam(learning_rate=lr)
+
+
+@dataclass
+class Setup:
+    """What every rank knows once Horovod is up and the stores are open."""
+
+    tf: Any
+    hvd: Any
+    hvd_tf: Any
+    rank: int
+    size: int
+    device: str
+    hosts: list[str]
+    sampler: Any
+    comm: Any
+    train_store: Any
+    val_store: Any
+    image_shape: tuple[int, ...]
+    n_classes: int
+    rows: np.ndarray
+    steps: int
+    val_rows: np.ndarray
+    val_steps: int
+    schedule: Any
+    fingerprint: str
+    out: Path
+
+    @property
+    def ckpt_root(self) -> Path:
+        return self.out / "ckpt"
+
+
+@dataclass
+class Resumed:
+    """The model and optimizer, restored from the last verified checkpoint if there is one."""
+
+    model: Any
+    optimizer: Any
+    initial_epoch: int
+    state: Any
+    from_checkpoint: bool
+
+
+@dataclass
+class Outcome:
+    status: str
+    stop_reason: str | None
+
+
+def set_up(spec: RunSpec, cfg: TrainConfig) -> Setup:
+    """Start Horovod, pin the device, open the stores and plan steps and the lr schedule.
+
+    Raises:
+        ValueError: stores of different image shapes, or a batch larger than a rank's shard.
+    """
+    import horovod.tensorflow as hvd_tf
+    import horovod.tensorflow.keras as hvd
+    import tensorflow as tf
+
+    from segscale.data.store import SliceStore
+    from segscale.train import callbacks as cb
+    from segscale.train.sampler import ResourceSampler, physical_gpu_index
+
+    hvd.init()
+    rank, size = hvd.rank(), hvd.size()
+    set_rank(rank)
+    device = configure_devices(tf, hvd, cfg.threads_per_rank)
+    gpu_count = len(tf.config.list_physical_devices("GPU"))
+    sampler = ResourceSampler(cfg.sample_interval_s,
+                              physical_gpu_index(hvd.local_rank()) if gpu_count else None).start()
+
+    def allreduce_max(values: np.ndarray) -> np.ndarray:
+        with tf.device("/cpu:0"):  # tiny control messages: keep them off the GPU/NCCL path
+            return hvd_tf.allreduce(tf.constant(values, tf.float64), op=hvd_tf.Max).numpy()
+
+    hosts = hvd_tf.allgather_object(socket.gethostname())
+    log.info("rank %d/%d on %s, %s", rank, size, hosts[rank], device)
+
+    train_store, val_store = SliceStore.open(spec.train_store), SliceStore.open(spec.val_store)
+    image_shape = tuple(int(d) for d in train_store.images.shape[1:])
+    if tuple(val_store.images.shape[1:]) != image_shape:
+        raise ValueError(f"{spec.val_store}: image shape {val_store.images.shape[1:]} differs "
+                         f"from the training store's {image_shape}")
+    rows = train_store.shard(rank, size)
+    steps = len(rows) // cfg.batch_size
+    if steps == 0:
+        raise ValueError(f"hparams.batch_size: {cfg.batch_size} exceeds this rank's shard of "
+                         f"{len(rows)} slices ({len(train_store)} over {size} ranks)")
+    steps = min(steps, cfg.steps_per_epoch or steps)
+    val_rows = val_store.shard(rank, size)
+    val_steps = min(math.ceil(len(val_rows) / cfg.batch_size), cfg.validation_steps or 10**9)
+    n_classes = train_store.n_classes
+    return Setup(
+        tf=tf, hvd=hvd, hvd_tf=hvd_tf, rank=rank, size=size, device=device, hosts=hosts,
+        sampler=sampler, comm=cb.Comm(rank, size, allreduce_max), train_store=train_store,
+        val_store=val_store, image_shape=image_shape, n_classes=n_classes, rows=rows,
+        steps=steps, val_rows=val_rows, val_steps=val_steps,
+        schedule=cfg.schedule(spec.policy, size, steps),
+        fingerprint=fingerprint(spec, cfg, size, steps, image_shape, n_classes), out=spec.out)
+
+
+def make_model(s: Setup, spec: RunSpec, cfg: TrainConfig):
+    from segscale.models import build_model
+
+    return build_model(spec.arch, s.image_shape, s.n_classes, cfg.model, cfg.builder)
+
+
+def resume(s: Setup, spec: RunSpec, cfg: TrainConfig) -> Resumed:
+    """Rank 0 picks the last verified checkpoint; every rank builds the model and starts from
+    rank 0's weights and optimizer state."""
+    from segscale.models.losses import dice, get_loss
+    from segscale.train import callbacks as cb
+    from segscale.train.checkpoint import discard_newer, latest_checkpoint
+    from segscale.train.schedules import learning_rate
+
+    tf, hvd, hvd_tf = s.tf, s.hvd, s.hvd_tf
+    ckpt = latest_checkpoint(s.ckpt_root, s.fingerprint) if s.rank == 0 else None
+    initial_epoch, saved_state = hvd_tf.broadcast_object(
+        (ckpt.epochs_completed, ckpt.state) if ckpt is not None else (0, None), root_rank=0)
+    state = cb.RunState.from_json(saved_state) if saved_state else cb.RunState()
+    if s.rank == 0:
+        discard_newer(s.ckpt_root, initial_epoch)
+        (s.out / "run.json").unlink(missing_ok=True)  # stale from an earlier attempt
+
+    tf.keras.utils.set_random_seed(spec.seed)
+    model = make_model(s, spec, cfg)
+    compression = hvd.Compression.fp16 if cfg.fp16_allreduce else hvd.Compression.none
+    optimizer = hvd.DistributedOptimizer(
+        make_optimizer(tf, cfg, learning_rate(s.schedule, min(initial_epoch, cfg.epochs - 1))),
+        compression=compression)
+    model.compile(optimizer=optimizer, loss=get_loss(cfg.loss), metrics=[dice])
+    optimizer._create_all_weights(model.trainable_variables)
+    if ckpt is not None:
+        arrays = ckpt.load_arrays()
+        model.set_weights(arrays["weights"])
+        optimizer.set_weights(arrays["optimizer"])
+        log.info("resuming from %s after %d epochs", ckpt.path, initial_epoch)
+    hvd_tf.broadcast_variables(model.variables, root_rank=0)
+    hvd_tf.broadcast_variables(optimizer.variables(), root_rank=0)
+    return Resumed(model, optimizer, initial_epoch, state, ckpt is not None)
+
+
+def make_callbacks(s: Setup, cfg: TrainConfig, r: Resumed, signals):
+    """The callbacks in the order :mod:`segscale.train.callbacks` needs, and the checkpointer
+    they share (it keeps the last good epoch in memory)."""
+    from segscale.train import callbacks as cb
+
+    checkpointer = cb.Checkpointer(s.ckpt_root, s.fingerprint, cfg.keep_checkpoints, s.rank,
+                                   r.state)
+    checkpointer.snapshot(r.model, r.initial_epoch)
+    if checkpointer.last is not None:
+        checkpointer.last.written = r.from_checkpoint  # already on disk when resuming
+    history_path = s.out / "history.csv"
+    callbacks = [
+        s.hvd.callbacks.MetricAverageCallback(),  # first: every rank decides on the same logs
+        cb.LearningRateCallback(s.schedule),
+        cb.HistoryCallback(r.state, s.comm, cfg.batch_size * s.size,
+                           (lambda rows: write_history(history_path, rows))
+                           if s.rank == 0 else None),
+        cb.DivergenceCallback(r.state, s.comm, cfg.divergence_factor, cfg.sync_every_steps,
+                              signals),
+        cb.EarlyStoppingCallback(r.state, cfg.early_stopping_patience,
+                                 cfg.early_stopping_min_delta),
+        cb.CheckpointCallback(checkpointer, cfg.checkpoint_every, cfg.epochs),
+        cb.StopCallback(r.state, s.comm, signals),
+    ]
+    if s.rank == 0 and cfg.tensorboard:  # after history: every recorded epoch reaches it
+        callbacks.insert(3, s.tf.keras.callbacks.TensorBoard(str(s.out / "tensorboard"),
+                                                             profile_batch=0))
+    return callbacks, checkpointer
+
+
+def fit(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, callbacks) -> Outcome:
+    """Train the remaining epochs; a :class:`~segscale.train.callbacks.StopRun` (diverged,
+    preempted, early stop) ends ``fit`` on every rank at once."""
+    from segscale.train import callbacks as cb
+
+    tf = s.tf
+    if r.state.finish_reason or r.initial_epoch >= cfg.epochs:
+        log.info("nothing left to train (%d/%d epochs, %s)", r.initial_epoch, cfg.epochs,
+                 r.state.finish_reason or "complete")
+        return Outcome(OK, r.state.finish_reason)
+    shape_x = tf.TensorSpec((None, *s.image_shape), tf.float32)
+    shape_y = tf.TensorSpec((None, *s.image_shape[:2]), tf.uint8)
+    train_ds = tf.data.Dataset.from_generator(
+        lambda: train_batches(s.train_store, s.rows, cfg.batch_size, s.steps, spec.seed, s.rank,
+                              r.initial_epoch),
+        output_signature=(shape_x, shape_y)).prefetch(2)
+    val_ds = tf.data.Dataset.from_generator(
+        lambda: val_batches(s.val_store, s.val_rows, cfg.batch_size, s.val_steps),
+        output_signature=(shape_x, shape_y)).prefetch(2)
+    log.info("training epochs %d..%d: %d steps x %d images x %d ranks, %s policy",
+             r.initial_epoch, cfg.epochs - 1, s.steps, cfg.batch_size, s.size, spec.policy)
+    try:
+        r.model.fit(train_ds, epochs=cfg.epochs, initial_epoch=r.initial_epoch,
+                    steps_per_epoch=s.steps, validation_data=val_ds,
+                    validation_steps=s.val_steps, callbacks=callbacks,
+                    verbose=2 if s.rank == 0 else 0)
+    except cb.StopRun as stop:
+        log.warning("training stopped: %s", stop)
+        for callback in callbacks:  # fit left early: flush and close TensorBoard's writers
+            if isinstance(callback, tf.keras.callbacks.TensorBoard):
+                callback.on_train_end()
+        if stop.status == EARLY_STOPPED:
+            return Outcome(OK, EARLY_STOPPED)
+        return Outcome(stop.status, stop.status)
+    return Outcome(OK, None)
+
+
+def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer,
+             outcome: Outcome) -> int:
+    """Gather samples and weight digests from every rank; rank 0 writes the model, history,
+    resources and ``run.json``; a preempted run keeps its checkpoint and exits 75."""
+    from segscale.provenance import describe_environment
+    from segscale.train.sampler import write_rows
+
+    samples = s.hvd_tf.allgather_object(s.sampler.stop())
+    digests = s.hvd_tf.allgather_object(weights_digest(r.model.get_weights()))
+    if len(set(digests)) > 1:
+        log.error("ranks hold different weights: %s", digests)
+    if outcome.status == PREEMPTED:
+        checkpointer.write()  # the last completed epoch, if checkpoint_every skipped it
+        if s.rank == 0:
+            write_resources(s.out, samples, write_rows)
+        log.warning("preempted: checkpoint kept in %s; rerun to resume", s.ckpt_root)
+        return EXIT_PREEMPTED
+    if s.rank != 0:
+        return EXIT_OK
+
+    if outcome.status == DIVERGED and checkpointer.last is not None:
+        r.model.set_weights(checkpointer.last.weights)  # export the last good epoch
+    final = make_model(s, spec, cfg)
+    final.set_weights(r.model.get_weights())
+    with atomic_path(s.out / "model.keras", suffix=".keras") as tmp:
+        final.save(tmp)
+    write_history(s.out / "history.csv", r.state.history)
+    write_resources(s.out, samples, write_rows)
+    record = base_record(spec, cfg, outcome.status, s.size, describe_environment())
+    record.stop_reason = outcome.stop_reason
+    record.divergence = r.state.divergence
+    record.epochs_completed = len(r.state.history)
+    record.train_time_s = float(sum(row["epoch_time_s"] for row in r.state.history))
+    record.hosts = s.hosts
+    record.resumed_from_epoch = r.initial_epoch or None
+    record.steps_per_epoch = s.steps
+    record.validation_steps = s.val_steps
+    record.global_batch = cfg.batch_size * s.size
+    record.lr_target = s.schedule.target_lr
+    record.image_shape = list(s.image_shape)
+    record.n_classes = s.n_classes
+    record.train_store, record.val_store = str(spec.train_store), str(spec.val_store)
+    record.device = s.device
+    record.horovod = {"mpi": bool(s.hvd_tf.mpi_enabled()),
+                      "gloo": bool(s.hvd_tf.gloo_enabled())}
+    record.fingerprint = s.fingerprint
+    record.rank_weight_digests = digests
+    write_record(s.out / "run.json", record)
+    # A finished run keeps no checkpoints: they only serve to resume an interrupted run, and
+    # a forced rerun of a finished one (a re-measured scaling point) must train again.
+    shutil.rmtree(s.ckpt_root, ignore_errors=True)
+    log.info("run %s: %d/%d epochs, %.1f s", outcome.status, record.epochs_completed,
+             cfg.epochs, record.train_time_s)
+    return EXIT_OK
+
+
+def run(spec: RunSpec, cfg: TrainConfig, signals) -> int:
+    """Train one run end to end; returns the process exit code."""
+    s = set_up(spec, cfg)
+    r = resume(s, spec, cfg)
+    callbacks, checkpointer = make_callbacks(s, cfg, r, signals)
+    outcome = fit(s, spec, cfg, r, callbacks)
+    return finalise(s, spec, cfg, r, checkpointer, outcome)
+
+
+def record_failure(spec: RunSpec, cfg: TrainConfig, n_ranks: int, err: BaseException) -> None:
+    """Best effort: a ``run.json`` with ``status: failed`` and the error, for humans and the
+    aggregator (a workflow manager discards it with the job's other outputs)."""
+    try:
+        from segscale.provenance import describe_environment
+        from segscale.study import FAILED
+
+        record = base_record(spec, cfg, FAILED, n_ranks, describe_environment())
+        record.error = f"{type(err).__name__}: {err}"
+        write_record(spec.out / "run.json", record)
+    except Exception:  # never mask the original error
+        log.exception("could not record the failure in run.json")
