@@ -10,8 +10,9 @@
 #   -H HOURS  look back this many hours (default 24)
 #   -a        all users (default: the current user)
 #   -A        all jobs, not only segscale/Snakemake ones
-# Needs AccountingStoreFlags=job_comment in slurm.conf for the RULE column (set by
-# scripts/slurm-up.sh; on a site without it the column is empty and only names are matched).
+# Needs AccountingStoreFlags=job_comment in slurm.conf for the RULE column (set by the local
+# emulator, scripts/local-cluster/slurm-up.sh; on a site without it the column is empty and only
+# names are matched).
 set -euo pipefail
 
 HOURS=24

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command on a fresh machine: set up, lint the workflow and the package, run pytest
 # (unit, data, metrics, real Horovod ranks, snakemake end-to-end, and a local Slurm cluster
-# that tests/slurm starts with scripts/slurm-up.sh). Extra arguments go to pytest.
+# that tests/slurm starts with scripts/local-cluster/slurm-up.sh). Extra arguments go to
+# pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh

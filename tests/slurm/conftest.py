@@ -1,7 +1,7 @@
-"""Session fixture: a running local Slurm cluster (scripts/slurm-up.sh).
+"""Session fixture: a running local Slurm cluster (scripts/local-cluster/slurm-up.sh).
 
 If the cluster is already up (recorded slurmctld alive) it is reused and left running; if this
-session starts it, scripts/slurm-down.sh stops it at the end.
+session starts it, scripts/local-cluster/slurm-down.sh stops it at the end.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SLURM_UP = REPO / "scripts" / "slurm-up.sh"
-SLURM_DOWN = REPO / "scripts" / "slurm-down.sh"
+SLURM_UP = REPO / "scripts" / "local-cluster" / "slurm-up.sh"
+SLURM_DOWN = REPO / "scripts" / "local-cluster" / "slurm-down.sh"
 SACCT_RUNS = REPO / "scripts" / "sacct-runs.sh"
 SLURM_DIR = Path(os.environ.get("SEGSCALE_SLURM_DIR", "/tmp/segscale-slurm"))
 

@@ -1,4 +1,5 @@
-"""The local Slurm cluster of scripts/slurm-up.sh schedules real multi-task, GPU-gres jobs.
+"""The local Slurm cluster of scripts/local-cluster/slurm-up.sh schedules real multi-task,
+GPU-gres jobs.
 
 What CI relies on: sbatch/srun/sacct work with SLURM_CONF only, fake gres/gpu is accepted and
 exported as CUDA_VISIBLE_DEVICES, sacct records steps and task counts (the snakemake slurm
