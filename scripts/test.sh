@@ -11,5 +11,6 @@ source .venv/bin/activate
 snakemake --lint --configfile .test/config/config.yaml
 snakefmt --check .
 ruff check src tests benchmarks scripts
+lint-imports  # the import contracts of pyproject.toml (the package's architecture)
 # Every test must run here: a skip (no training env, no Slurm) counts as a failure.
 SEGSCALE_NO_SKIP=1 python -m pytest "$@"

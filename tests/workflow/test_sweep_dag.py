@@ -100,3 +100,34 @@ def test_unknown_sweep_entry_is_named(tmp_path):
                      str(config), "--cores", "1", timeout=120)
     assert proc.returncode != 0
     assert "sweep.archs: ['resnet'] not defined" in proc.stdout + proc.stderr
+
+
+def _slurm_extra(text: str) -> str:
+    """The slurm_extra resource of the (one) train job of a dry run."""
+    block = text.split("rule train:")[1]
+    return re.search(r"slurm_extra=(.*?), slurm_account=", block)[1]
+
+
+def test_site_slurm_extra_adds_to_the_placement_flags(tmp_path):
+    """3 ranks on 2-GPU nodes need --ntasks-per-node=2; the site's flags (config, then the
+    profile's default-resources) come with it instead of replacing it."""
+    site = tmp_path / "site.yaml"
+    site.write_text("train_resources:\n  one_gpu_runtime: {default: 30}\n"
+                    "  slurm_extra: \"--exclusive --constraint='ib&gpu'\"\n")
+    proc = snakemake(tmp_path, "-n", "-p", "--profile", str(REPO / "profiles" / "slurm"),
+                     "--configfile", str(DEMO_CONFIG), str(site), "--default-resources",
+                     "slurm_extra='--qos=high'", "slurm_account='x'", "--",
+                     "results/runs/demo-heart/unet/none/gpus3/rep0/metrics.json", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _slurm_extra(proc.stdout) == \
+        "--qos=high --exclusive '--constraint=ib&gpu' --ntasks-per-node=2"
+
+
+def test_profile_slurm_extra_on_training_is_refused(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / "slurm"),
+                     "--configfile", str(DEMO_CONFIG), "--set-resources",
+                     "train:slurm_extra='--exclusive'", timeout=300)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "profile set-resources train: slurm_extra would replace the placement flags" in out
+    assert "train_resources.slurm_extra" in out

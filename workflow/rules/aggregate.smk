@@ -3,7 +3,7 @@
 
 rule aggregate:
     input:
-        stored_run_metrics,
+        metrics=stored_run_metrics,
     output:
         runs=report(
             "results/tables/runs.csv",
@@ -31,7 +31,7 @@ rule aggregate:
     params:
         run_dirs=sweep_run_dirs,
     shell:
-        "python -m segscale.report.tables --metrics {input:q} --expected-runs {params.run_dirs:q}"
+        "python -m segscale.report.tables --metrics {input.metrics:q} --expected-runs {params.run_dirs:q}"
         " --runs-csv {output.runs:q} --runs-parquet {output.parquet:q}"
         " --summary {output.summary:q} --scaling {output.scaling:q}"
         " --history {output.history:q} --resources {output.resources:q} > {log:q} 2>&1"
@@ -39,7 +39,10 @@ rule aggregate:
 
 rule plots:
     input:
-        rules.aggregate.output,
+        runs=rules.aggregate.output.runs,
+        scaling=rules.aggregate.output.scaling,
+        history=rules.aggregate.output.history,
+        resources=rules.aggregate.output.resources,
     output:
         training_time=report(
             "results/figures/training_time.png",
@@ -86,8 +89,8 @@ rule plots:
     conda:
         "../../envs/plot.yaml"
     params:
-        tables=input_dir,
-        out=output_dir,
+        tables=input_folder("runs"),
+        out=output_folder("speedup"),
         curve_gpus=curve_gpus,
     shell:
         "python -m segscale.report.figures --tables-dir {params.tables:q} --out-dir {params.out:q}"

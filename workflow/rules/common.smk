@@ -1,12 +1,14 @@
 # Validation, the sweep table and the input/param helpers the rules use. No rules here.
+import ast
 import itertools
-import os
-import shlex
 import json
+import shlex
 from pathlib import Path
 
 import pandas as pd
 from snakemake.utils import validate
+
+from segscale import study
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -54,27 +56,36 @@ def dataset_params_json(wildcards):
     return json.dumps(section, sort_keys=True)
 
 
-def output_dir(wildcards, output):
-    """The folder holding a rule's first output file (store and demo writers need it)."""
-    return str(Path(output[0]).parent)
+def input_folder(key):
+    """A params function: the folder of input ``key`` (a store's manifest, a run's model)."""
+
+    def folder(wildcards, input):
+        files = input[key]
+        return str(Path(files if isinstance(files, str) else files[0]).parent)
+
+    return folder
+
+
+def output_folder(key):
+    """A params function: the folder of output ``key`` (a store, a run directory)."""
+
+    def folder(wildcards, output):
+        return str(Path(output[key]).parent)
+
+    return folder
 
 
 def train_store_files(wildcards):
     """The un-augmented training store of the dataset."""
-    return expand(rules.slice_store.output, dataset=wildcards.dataset, split="train")
-
-
-def store_dir(wildcards, input):
-    """The store folder an input file list points into."""
-    return str(Path(input[0]).parent)
+    return store_files(wildcards.dataset, "train")
 
 
 def data_targets(wildcards):
     """Every slice store of every configured dataset (the data stage alone)."""
     names = list(DATASETS)
     augmented = [name for name in names if augmenting(name)]
-    return expand(rules.slice_store.output, dataset=names, split=SPLITS) + expand(
-        rules.augment.output, dataset=augmented
+    return expand(rules.slice_store.output.manifest, dataset=names, split=SPLITS) + expand(
+        rules.augment.output.manifest, dataset=augmented
     )
 
 
@@ -83,13 +94,15 @@ def data_targets(wildcards):
 SWEEP = config["sweep"]
 SWEEP.setdefault("datasets", list(DATASETS))
 ARCHS = config.get("archs", {})
-POLICIES = ("none", "constant", "gradual", "grescale")
-PURE_WARMUPS = ("constant", "gradual")  # on 1 GPU they are the same run as "none"
+RUNS = f"results/runs/{study.RUN_DIR_PATTERN}"  # one run's directory
+RUN_LOGS = f"results/logs/runs/{study.RUN_DIR_PATTERN}"
+RUN_BENCHMARKS = f"results/benchmarks/runs/{study.RUN_DIR_PATTERN}"
+TUNE_ITER = "results/tune/{dataset}/{arch}/gpus{n}/iter{i}"  # one guideline iteration
 
 
 wildcard_constraints:
     arch="|".join(ARCHS) or "unet",
-    policy="|".join(POLICIES),
+    policy="|".join(study.POLICIES),
     n=r"[1-9]\d*",
     r=r"\d+",
 
@@ -137,7 +150,7 @@ def sweep_table():
     keys = ("datasets", "archs", "policies", "gpus")
     grid = itertools.product(*(SWEEP[k] for k in keys), range(SWEEP["repeats"]))
     df = pd.DataFrame(grid, columns=["dataset", "arch", "policy", "n", "r"])
-    return df[(df.n > 1) | ~df.policy.isin(PURE_WARMUPS)].reset_index(drop=True)
+    return df[[study.runs_on(p, n) for p, n in zip(df.policy, df.n)]].reset_index(drop=True)
 
 
 def all_run_metrics(wildcards):
@@ -159,8 +172,13 @@ def maybe_protected(path):
 
 
 def store_files(dataset, split):
-    """The four files of a slice store (manifest last)."""
+    """The four files of a slice store."""
     return expand(rules.slice_store.output, dataset=dataset, split=split)
+
+
+def store_manifest(dataset, split):
+    """A slice store's manifest (the file that stands for the whole store)."""
+    return rules.slice_store.output.manifest.format(dataset=dataset, split=split)
 
 
 def augmenting(dataset):
@@ -171,16 +189,16 @@ def augmenting(dataset):
 def training_store(wildcards):
     """The augmented training store, or the plain one when augmentation is off."""
     if augmenting(wildcards.dataset):
-        return expand(rules.augment.output, dataset=wildcards.dataset)[-1]
-    return store_files(wildcards.dataset, "train")[-1]
+        return rules.augment.output.manifest.format(dataset=wildcards.dataset)
+    return store_manifest(wildcards.dataset, "train")
 
 
 def validation_store(wildcards):
-    return store_files(wildcards.dataset, "val")[-1]
+    return store_manifest(wildcards.dataset, "val")
 
 
 def test_store(wildcards):
-    return store_files(wildcards.dataset, "test")[-1]
+    return store_manifest(wildcards.dataset, "test")
 
 
 def hparams_json(wildcards):
@@ -255,44 +273,63 @@ def launch_prefix(wildcards, resources):
     return shlex.join([*shlex.split(str(launcher)), "-n", str(ranks(wildcards))])
 
 
+TRAIN_RULES = ("train", "tune_train")
+
+
+def profile_slurm_extra(settings, rule_name=None):
+    """A profile's literal slurm_extra string (default-resources, or set-resources of ``rule_name``).
+
+    Raises:
+        ValueError: set-resources would replace the training rules' placement flags, or the
+            value is an expression rather than a quoted string.
+    """
+    where = "default-resources" if rule_name is None else f"set-resources {rule_name}"
+    if not settings or "slurm_extra" not in settings:
+        return ""
+    resource = settings["slurm_extra"]
+    if rule_name is not None:
+        raise ValueError(
+            f"profile {where}: slurm_extra would replace the placement flags segscale "
+            "computes for training jobs (--ntasks-per-node); put site flags in the config key "
+            "train_resources.slurm_extra instead, which is added to them"
+        )
+    raw = getattr(resource, "raw", resource)
+    try:
+        value = ast.literal_eval(raw) if isinstance(raw, str) else raw
+    except (ValueError, SyntaxError):
+        value = raw  # a bare word, as given on the command line without quotes
+    if not isinstance(value, str):
+        raise ValueError(f"profile {where}: slurm_extra must be a quoted string, got {raw!r}")
+    return value
+
+
+def site_slurm_extra():
+    """Site sbatch flags of training jobs: the profile's default slurm_extra, then the
+    config's train_resources.slurm_extra; checked once, before any job starts."""
+    resource_settings = workflow.resource_settings
+    for name in TRAIN_RULES:
+        profile_slurm_extra(resource_settings.overwrite_resources.get(name), name)
+    flags = [profile_slurm_extra(resource_settings.default_resources)]
+    flags.append(config["train_resources"].get("slurm_extra", ""))
+    return shlex.join(word for text in flags for word in shlex.split(text))
+
+
+SITE_SLURM_EXTRA = site_slurm_extra()
+
+
 def placement_extra(wildcards):
-    """At most one rank per GPU per node when ranks do not fill whole nodes (e.g. 5 ranks
-    on 2-GPU nodes), where Slurm could otherwise pack 3 ranks onto one node."""
+    """The site's flags plus at most one rank per GPU per node when ranks do not fill
+    whole nodes (e.g. 5 ranks on 2-GPU nodes, where Slurm could pack 3 onto one node)."""
     n, per_node = int(wildcards.n), config["gpus_per_node"]
+    flags = [SITE_SLURM_EXTRA] if SITE_SLURM_EXTRA else []
     if n > per_node and not full_nodes(wildcards):
-        return f"--ntasks-per-node={per_node}"
-    return None
-
-
-def run_dir(wildcards, output):
-    """The run directory (train and evaluate write into it)."""
-    return str(Path(output[0]).parent)
-
-
-def train_store_dir(wildcards, input):
-    return str(Path(input.train).parent)
-
-
-def val_store_dir(wildcards, input):
-    return str(Path(input.val).parent)
-
-
-def test_store_dir(wildcards, input):
-    return str(Path(input.store).parent)
-
-
-def model_run_dir(wildcards, input):
-    return str(Path(input.model).parent)
+        flags.append(f"--ntasks-per-node={per_node}")
+    return " ".join(flags) or None
 
 
 def sweep_run_dirs(wildcards):
     """The sweep's run directories: those without metrics.json are its failed runs."""
     return [str(Path(path).parent) for path in all_run_metrics(wildcards)]
-
-
-def input_dir(wildcards, input):
-    """The folder holding a rule's first input file."""
-    return str(Path(input[0]).parent)
 
 
 def curve_gpus(wildcards):
@@ -338,7 +375,7 @@ def tune_baseline(wildcards):
         rules.evaluate.output.metrics,
         dataset=wildcards.dataset,
         arch=wildcards.arch,
-        policy="none",
+        policy=study.BASELINE_POLICY,
         n=1,
         r=0,
     )

@@ -10,7 +10,7 @@ rule demo_dataset:
         "../../envs/data.yaml"
     params:
         kind=demo_kind,
-        out=output_dir,
+        out=output_folder("meta"),
     shell:
         "python -m segscale.data.demo --kind {params.kind} --out {params.out:q} > {log:q} 2>&1"
 
@@ -57,10 +57,10 @@ rule slice_store:
     output:
         multiext(
             "results/data/{dataset}/store/{split}/",
-            "images.npy",
-            "labels.npy",
-            "index.csv",
-            "manifest.json",
+            images="images.npy",
+            labels="labels.npy",
+            index="index.csv",
+            manifest="manifest.json",
         ),
     log:
         "results/logs/data/{dataset}/slice_{split}.log",
@@ -71,7 +71,7 @@ rule slice_store:
     threads: 2
     params:
         settings=dataset_params_json,
-        out=output_dir,
+        out=output_folder("manifest"),
     shell:
         "python -m segscale.data.build --name {wildcards.dataset} --params {params.settings:q}"
         " --inspect {input.inspect:q} --split-file {input.split:q} --split {wildcards.split}"
@@ -80,14 +80,14 @@ rule slice_store:
 
 rule augment:
     input:
-        train_store_files,
+        store=train_store_files,
     output:
         multiext(
             "results/data/{dataset}/store/train-augmented/",
-            "images.npy",
-            "labels.npy",
-            "index.csv",
-            "manifest.json",
+            images="images.npy",
+            labels="labels.npy",
+            index="index.csv",
+            manifest="manifest.json",
         ),
     log:
         "results/logs/data/{dataset}/augment.log",
@@ -98,8 +98,8 @@ rule augment:
     threads: 2
     params:
         settings=dataset_params_json,
-        store=store_dir,
-        out=output_dir,
+        store=input_folder("store"),
+        out=output_folder("manifest"),
     shell:
         "python -m segscale.data.augment --name {wildcards.dataset} --params {params.settings:q}"
         " --store {params.store:q} --out {params.out:q} --threads {threads} > {log:q} 2>&1"

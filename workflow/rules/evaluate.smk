@@ -1,4 +1,5 @@
 # Predict the test split with a run's final model, then score it (no TensorFlow there).
+# tune.smk reuses both rules (use rule ... with:) for the guideline's iterations.
 
 
 rule predict:
@@ -7,12 +8,12 @@ rule predict:
         manifest=rules.train.output.manifest,
         store=test_store,
     output:
-        pred=temp("results/runs/{dataset}/{arch}/{policy}/gpus{n}/rep{r}/pred.npy"),
-        inference="results/runs/{dataset}/{arch}/{policy}/gpus{n}/rep{r}/inference.json",
+        pred=temp(f"{RUNS}/pred.npy"),
+        inference=f"{RUNS}/inference.json",
     log:
-        "results/logs/runs/{dataset}/{arch}/{policy}/gpus{n}/rep{r}/predict.log",
+        f"{RUN_LOGS}/predict.log",
     benchmark:
-        "results/benchmarks/runs/{dataset}/{arch}/{policy}/gpus{n}/rep{r}/predict.tsv"
+        f"{RUN_BENCHMARKS}/predict.tsv"
     conda:
         "../../envs/train.yaml"
     resources:
@@ -21,12 +22,12 @@ rule predict:
         mem_mb_per_cpu=mem_per_cpu,
         runtime=60,
     params:
-        run=model_run_dir,
-        store=test_store_dir,
+        run=input_folder("model"),
+        store=input_folder("store"),
     shell:
-        'export PATH="$(python -m segscale.train.env)$PATH";'
-        " python -m segscale.evaluate.predict --run {params.run:q} --store {params.store:q}"
-        " --pred {output.pred:q} --inference {output.inference:q} > {log:q} 2>&1"
+        "python -m segscale.train.env python -m segscale.evaluate.predict --run {params.run:q}"
+        " --store {params.store:q} --pred {output.pred:q} --inference {output.inference:q}"
+        " > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -36,18 +37,16 @@ rule evaluate:
         manifest=rules.train.output.manifest,
         store=test_store,
     output:
-        metrics=maybe_protected(
-            "results/runs/{dataset}/{arch}/{policy}/gpus{n}/rep{r}/metrics.json"
-        ),
-        predictions=directory("results/runs/{dataset}/{arch}/{policy}/gpus{n}/rep{r}/predictions"),
+        metrics=maybe_protected(f"{RUNS}/metrics.json"),
+        predictions=directory(f"{RUNS}/predictions"),
     log:
-        "results/logs/runs/{dataset}/{arch}/{policy}/gpus{n}/rep{r}/evaluate.log",
+        f"{RUN_LOGS}/evaluate.log",
     benchmark:
-        "results/benchmarks/runs/{dataset}/{arch}/{policy}/gpus{n}/rep{r}/evaluate.tsv"
+        f"{RUN_BENCHMARKS}/evaluate.tsv"
     conda:
         "../../envs/data.yaml"
     params:
-        store=test_store_dir,
+        store=input_folder("store"),
     shell:
         "python -m segscale.evaluate --store {params.store:q} --pred {input.pred:q}"
         " --inference {input.inference:q} --run {input.manifest:q}"

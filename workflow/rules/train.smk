@@ -1,4 +1,5 @@
 # One training run per (dataset, arch, policy, GPU count n, repeat r): n Horovod ranks.
+# tune.smk reuses this rule (use rule ... with:) for the guideline's trainings.
 
 
 rule train:
@@ -6,13 +7,13 @@ rule train:
         train=training_store,
         val=validation_store,
     output:
-        history="results/runs/{dataset}/{arch}/{policy}/gpus{n}/rep{r}/history.csv",
-        manifest="results/runs/{dataset}/{arch}/{policy}/gpus{n}/rep{r}/run.json",
-        model="results/runs/{dataset}/{arch}/{policy}/gpus{n}/rep{r}/model.keras",
+        history=f"{RUNS}/history.csv",
+        manifest=f"{RUNS}/run.json",
+        model=f"{RUNS}/model.keras",
     log:
-        "results/logs/runs/{dataset}/{arch}/{policy}/gpus{n}/rep{r}/train.log",
+        f"{RUN_LOGS}/train.log",
     benchmark:
-        "results/benchmarks/runs/{dataset}/{arch}/{policy}/gpus{n}/rep{r}/train.tsv"
+        f"{RUN_BENCHMARKS}/train.tsv"
     conda:
         "../../envs/train.yaml"
     threads: ranks
@@ -30,13 +31,14 @@ rule train:
     params:
         launch=launch_prefix,
         hparams=hparams_json,
-        train=train_store_dir,
-        val=val_store_dir,
-        out=run_dir,
+        policy="{policy}",
+        seed="{r}",
+        train=input_folder("train"),
+        val=input_folder("val"),
+        out=output_folder("manifest"),
     shell:
-        'export PATH="$(python -m segscale.train.env)$PATH"'
-        " SRUN_CPUS_PER_TASK={resources.cpus_per_task};"
+        "SRUN_CPUS_PER_TASK={resources.cpus_per_task} python -m segscale.train.env"
         " {params.launch} python -m segscale.train"
         " --train-store {params.train:q} --val-store {params.val:q} --out {params.out:q}"
-        " --dataset {wildcards.dataset} --arch {wildcards.arch} --policy {wildcards.policy}"
-        " --seed {wildcards.r} --hparams {params.hparams:q} > {log:q} 2>&1"
+        " --dataset {wildcards.dataset:q} --arch {wildcards.arch:q} --policy {params.policy:q}"
+        " --seed {params.seed:q} --hparams {params.hparams:q} > {log:q} 2>&1"

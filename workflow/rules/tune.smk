@@ -21,99 +21,56 @@ rule tune_start:
         " --gpus {wildcards.n} --config {params.guideline:q} --out {output.plan:q} > {log:q} 2>&1"
 
 
-rule tune_train:
+use rule train as tune_train with:
     input:
         train=training_store,
         val=validation_store,
         plan=tune_plan,
     output:
-        history="results/tune/{dataset}/{arch}/gpus{n}/iter{i}/history.csv",
-        manifest="results/tune/{dataset}/{arch}/gpus{n}/iter{i}/run.json",
-        model="results/tune/{dataset}/{arch}/gpus{n}/iter{i}/model.keras",
+        history=f"{TUNE_ITER}/history.csv",
+        manifest=f"{TUNE_ITER}/run.json",
+        model=f"{TUNE_ITER}/model.keras",
     log:
         "results/logs/tune/{dataset}/{arch}/gpus{n}/iter{i}/train.log",
     benchmark:
         "results/benchmarks/tune/{dataset}/{arch}/gpus{n}/iter{i}/train.tsv"
-    conda:
-        "../../envs/train.yaml"
-    threads: ranks
-    resources:
-        tasks=tasks_for,
-        tasks_per_node=tasks_per_node_for,
-        nodes=nodes_for,
-        gres=gres_per_node,
-        tasks_per_gpu=0,
-        mpi=mpi_launcher,
-        cpus_per_task=cpus_per_rank,
-        mem_mb_per_cpu=mem_per_cpu,
-        runtime=train_runtime,
-        slurm_extra=placement_extra,
     params:
         launch=launch_prefix,
         hparams=plan_hparams,
+        policy=study.TUNED_POLICY,
         seed=plan_seed,
-        policy="grescale",
-        train=train_store_dir,
-        val=val_store_dir,
-        out=run_dir,
-    shell:
-        'export PATH="$(python -m segscale.train.env)$PATH"'
-        " SRUN_CPUS_PER_TASK={resources.cpus_per_task};"
-        " {params.launch} python -m segscale.train"
-        " --train-store {params.train:q} --val-store {params.val:q} --out {params.out:q}"
-        " --dataset {wildcards.dataset} --arch {wildcards.arch} --policy {params.policy}"
-        " --seed {params.seed} --hparams {params.hparams:q} > {log:q} 2>&1"
+        train=input_folder("train"),
+        val=input_folder("val"),
+        out=output_folder("manifest"),
 
 
-rule tune_predict:
+use rule predict as tune_predict with:
     input:
         model=rules.tune_train.output.model,
         manifest=rules.tune_train.output.manifest,
         store=test_store,
     output:
-        pred=temp("results/tune/{dataset}/{arch}/gpus{n}/iter{i}/pred.npy"),
-        inference="results/tune/{dataset}/{arch}/gpus{n}/iter{i}/inference.json",
+        pred=temp(f"{TUNE_ITER}/pred.npy"),
+        inference=f"{TUNE_ITER}/inference.json",
     log:
         "results/logs/tune/{dataset}/{arch}/gpus{n}/iter{i}/predict.log",
     benchmark:
         "results/benchmarks/tune/{dataset}/{arch}/gpus{n}/iter{i}/predict.tsv"
-    conda:
-        "../../envs/train.yaml"
-    resources:
-        gres="gpu:1",
-        cpus_per_task=cpus_per_rank,
-        mem_mb_per_cpu=mem_per_cpu,
-        runtime=60,
-    params:
-        run=model_run_dir,
-        store=test_store_dir,
-    shell:
-        'export PATH="$(python -m segscale.train.env)$PATH";'
-        " python -m segscale.evaluate.predict --run {params.run:q} --store {params.store:q}"
-        " --pred {output.pred:q} --inference {output.inference:q} > {log:q} 2>&1"
 
 
-rule tune_evaluate:
+use rule evaluate as tune_evaluate with:
     input:
         pred=rules.tune_predict.output.pred,
         inference=rules.tune_predict.output.inference,
         manifest=rules.tune_train.output.manifest,
         store=test_store,
     output:
-        metrics="results/tune/{dataset}/{arch}/gpus{n}/iter{i}/metrics.json",
-        predictions=directory("results/tune/{dataset}/{arch}/gpus{n}/iter{i}/predictions"),
+        metrics=f"{TUNE_ITER}/metrics.json",
+        predictions=directory(f"{TUNE_ITER}/predictions"),
     log:
         "results/logs/tune/{dataset}/{arch}/gpus{n}/iter{i}/evaluate.log",
     benchmark:
         "results/benchmarks/tune/{dataset}/{arch}/gpus{n}/iter{i}/evaluate.tsv"
-    conda:
-        "../../envs/data.yaml"
-    params:
-        store=test_store_dir,
-    shell:
-        "python -m segscale.evaluate --store {params.store:q} --pred {input.pred:q}"
-        " --inference {input.inference:q} --run {input.manifest:q}"
-        " --metrics {output.metrics:q} --predictions-dir {output.predictions:q} > {log:q} 2>&1"
 
 
 checkpoint tune_step:

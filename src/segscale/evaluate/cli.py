@@ -28,10 +28,10 @@ from segscale.evaluate.scoring import class_names_of, evaluate_store
 from segscale.fileio import atomic_path, read_json, write_json
 from segscale.logs import configure
 from segscale.provenance import describe_environment
+from segscale.study import OK, STATUSES
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("ok", "diverged", "failed")
 INFERENCE_KEYS = ("batch1_ms_per_image", "batched_ms_per_image", "batch_size")
 
 
@@ -150,7 +150,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     inference = read_inference(cfg.inference)
     store = SliceStore.open(cfg.store)
     pred = load_prediction(cfg.pred, store)
-    if status != "ok":
+    if status != OK:
         log.warning("%s: run status is %r; evaluating the prediction anyway", cfg.run, status)
     affines = {p: np.asarray(v["affine"], dtype=np.float64)
                for p, v in store.manifest.get("volumes", {}).items()}

@@ -43,7 +43,7 @@ from segscale.report.runs import (
     collect_runs,
     sort_runs,
 )
-from segscale.study import BASELINE_POLICY, CONFIG_KEYS, PURE_WARMUPS, STATUSES
+from segscale.study import BASELINE_POLICY, CONFIG_KEYS, OK, PURE_WARMUPS, STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """
     keys = list(CONFIG_KEYS)
     measures = measure_columns(df)
-    values = df[measures].where(df["status"].eq("ok"), axis=0)
+    values = df[measures].where(df["status"].eq(OK), axis=0)
     grouped = pd.concat([df[keys], values], axis=1).groupby(keys)
     stats = []
     for name, frame in (("mean", grouped.mean()), ("std", grouped.std(ddof=1)),
@@ -120,7 +120,7 @@ def scaling(df: pd.DataFrame) -> pd.DataFrame:
     ``baseline_policy``.
     """
     keys = list(CONFIG_KEYS)
-    ok = df[df["status"].eq("ok")]
+    ok = df[df["status"].eq(OK)]
     time = ok.groupby(keys)["train_time_s"].agg(time_mean_s="mean", time_std_s="std",
                                                 n_ok="count")
     per_epoch = ok.groupby(keys)["time_per_epoch_s"].agg(time_per_epoch_mean_s="mean",

@@ -16,7 +16,8 @@ from types import MappingProxyType
 from typing import Any
 
 from segscale.fileio import json_object_arg
-from segscale.train.schedules import DEFAULT_DECAY_FRACTION, POLICIES, Schedule
+from segscale.study import POLICIES
+from segscale.train.schedules import DEFAULT_DECAY_FRACTION, Schedule
 
 OPTIMIZERS = ("sgd", "adam")
 LOSSES = ("dice", "ce", "dice_ce")

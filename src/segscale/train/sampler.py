@@ -20,11 +20,11 @@ from pathlib import Path
 import psutil
 
 from segscale.fileio import atomic_path
+from segscale.study import RESOURCE_COLUMNS
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("time_s", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb",
-           "net_sent_bytes", "net_recv_bytes")
+COLUMNS = RESOURCE_COLUMNS
 
 
 def physical_gpu_index(local_rank: int) -> int:

@@ -39,7 +39,8 @@ import bisect
 import math
 from dataclasses import dataclass, field
 
-POLICIES = ("none", "constant", "gradual", "grescale")
+from segscale.study import POLICIES
+
 DEFAULT_DECAY_FRACTION = 3 / 7
 
 

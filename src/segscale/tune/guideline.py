@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from segscale.study import DIVERGED, FAILED
 from segscale.train.config import OPTIMIZERS, TrainConfig
 
 ACTIONS = (
@@ -237,7 +238,7 @@ def scores_from_metrics(doc: Mapping[str, Any], metrics: Sequence[str],
     summary = doc.get("summary")
     if not isinstance(summary, Mapping):
         raise ValueError("no 'summary' object")
-    broken = doc.get("status") in ("diverged", "failed")
+    broken = doc.get("status") in (DIVERGED, FAILED)
     out: dict[str, float] = {}
     for name in (*metrics, *(e for e in extra if e not in metrics)):
         if name not in summary:
