@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create or refresh the training environment (.venv-train): TensorFlow 2.15 (Keras 2) and
 # Horovod 0.28.1 built from source with TensorFlow, Gloo and (where OpenMPI is installed) MPI.
+# Pins: requirements/train.txt (and what it includes), shared with envs/train.yaml; TensorFlow
+# and Horovod are the two set here.
 # Idempotent: pinned packages are reinstalled only when the pins change, Horovod is built only
 # when `import horovod.tensorflow` fails, segscale is installed (editable, --no-deps) only when
 # it is not importable. A second run takes a few seconds.
@@ -19,22 +21,7 @@ PYTHON=${PYTHON:-python3}
 VENV=${SEGSCALE_TRAIN_VENV:-.venv-train}
 TF_REQ=${SEGSCALE_TF:-tensorflow-cpu==2.15.1}
 HOROVOD_VERSION=0.28.1
-# numpy<2 and wrapt<1.15 are what TF 2.15 works with; the rest are segscale's training-side
-# imports (pandas for the slice store index, h5py for VGG-16 weights, nvidia-ml-py for the
-# GPU sampler) and Horovod's runtime dependencies (installed --no-deps below).
-PINS=(
-  "$TF_REQ"
-  numpy==1.26.4
-  wrapt==1.14.2
-  pandas==2.2.3
-  psutil==7.2.2
-  PyYAML==6.0.3
-  nibabel==5.4.2
-  h5py==3.16.0
-  cloudpickle==3.1.2
-  packaging==26.3
-  nvidia-ml-py==13.615.71
-)
+REQUIREMENTS=requirements/train.txt
 PY="$VENV/bin/python"
 
 if [ ! -x "$PY" ]; then
@@ -42,12 +29,16 @@ if [ ! -x "$PY" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 
+# shellcheck source=scripts/lib/requirements.sh
+source scripts/lib/requirements.sh
+# The stamp covers TF_REQ and the content of requirements/train.txt and the files it includes.
 stamp="$VENV/.segscale-train-pins"
-if ! printf '%s\n' "${PINS[@]}" | cmp -s - "$stamp" 2>/dev/null; then
+want="$(printf '%s\n' "$TF_REQ"; requirements_closure "$REQUIREMENTS")"
+if ! printf '%s\n' "$want" | cmp -s - "$stamp" 2>/dev/null; then
   echo "install-train-env: installing pinned packages"
   "$PY" -m pip install -q --upgrade pip setuptools wheel
-  "$PY" -m pip install -q "${PINS[@]}"
-  printf '%s\n' "${PINS[@]}" > "$stamp"
+  "$PY" -m pip install -q "$TF_REQ" -r "$REQUIREMENTS"
+  printf '%s\n' "$want" > "$stamp"
 fi
 
 if ! TF_CPP_MIN_LOG_LEVEL=2 "$PY" -c "import horovod.tensorflow" >/dev/null 2>&1; then

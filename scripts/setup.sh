@@ -21,17 +21,22 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The workflow environment; reinstalled only when requirements/workflow.txt changes.
+# shellcheck source=scripts/lib/requirements.sh
+source scripts/lib/requirements.sh
+
+# The workflow environment; reinstalled only when requirements/workflow.txt or a file it
+# includes (plot.txt, data.txt, common.txt) changes.
 stamp=.venv/.segscale-requirements
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-if ! cmp -s requirements/workflow.txt "$stamp" 2>/dev/null; then
+want="$(requirements_closure requirements/workflow.txt)"
+if ! printf '%s\n' "$want" | cmp -s - "$stamp" 2>/dev/null; then
   echo "setup: installing the workflow environment (.venv)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements/workflow.txt
   .venv/bin/python -m pip install -q --no-deps -e .
-  cp requirements/workflow.txt "$stamp"
+  printf '%s\n' "$want" > "$stamp"
 fi
 
 # The training environment (TensorFlow + Horovod built from source; ~3 min the first time).
