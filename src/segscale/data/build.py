@@ -38,6 +38,20 @@ class VolumeJob:
     patient: str
     image: Path
     label: Path
+    sha256: tuple[str, str]  # (image, label) as inspect recorded them
+
+
+def verified_sha256(path: Path, expected: str) -> str:
+    """The file's checksum, which must be the one inspect recorded.
+
+    Raises:
+        DatasetError: the file changed since inspection, naming it.
+    """
+    actual = sha256(path)
+    if actual != expected:
+        raise DatasetError(f"{path}: changed since inspection (sha256 {actual[:16]}..., "
+                           f"inspect.json recorded {expected[:16]}...); re-run inspect")
+    return actual
 
 
 def slice_indices(job: VolumeJob, params: DatasetParams) -> np.ndarray:
@@ -58,7 +72,8 @@ def process_volume(job: VolumeJob, params: DatasetParams) -> dict:
     return {"patient": job.patient, "indices": indices, "images": images, "labels": labels,
             "shape": list(label.data.shape), "affine": image.affine.tolist(),
             "spacing": list(image.spacing),
-            "sha256": {"image": sha256(job.image), "label": sha256(job.label)}}
+            "sha256": {"image": verified_sha256(job.image, job.sha256[0]),
+                       "label": verified_sha256(job.label, job.sha256[1])}}
 
 
 def build_store(params: DatasetParams, report: dict, split_file: dict, split: str,
@@ -67,7 +82,8 @@ def build_store(params: DatasetParams, report: dict, split_file: dict, split: st
 
     Raises:
         ValueError: unknown split or a split with no patients.
-        DatasetError: a volume became unreadable since inspection.
+        DatasetError: a volume became unreadable or changed (checksum) since inspection, or
+            ``report`` records no checksum for it.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -76,7 +92,16 @@ def build_store(params: DatasetParams, report: dict, split_file: dict, split: st
         raise ValueError(f"split '{split}' has no patients (ratios {split_file['params']})")
     root = Path(report["root"])
     cases = {c["patient"]: c for c in report["cases"]}
-    jobs = [VolumeJob(p, root / cases[p]["image"], root / cases[p]["label"]) for p in patients]
+    missing = [p for p in patients if p not in cases]
+    if missing:
+        raise DatasetError(f"split patients {missing[:5]} are not in the inspect report")
+    unrecorded = [p for p in patients if not isinstance(cases[p].get("sha256"), dict)]
+    if unrecorded:
+        raise DatasetError(f"{root / cases[unrecorded[0]]['image']}: inspect.json records no "
+                           "checksum for it (written by an older segscale); re-run inspect")
+    jobs = [VolumeJob(p, root / cases[p]["image"], root / cases[p]["label"],
+                      (cases[p]["sha256"]["image"], cases[p]["sha256"]["label"]))
+            for p in patients]
     with ProcessPoolExecutor(max(1, threads)) as pool:
         counts = [len(ix) for ix in pool.map(slice_indices, jobs, [params] * len(jobs))]
         writer = SliceStoreWriter(out, sum(counts), params.size, len(params.channels),
@@ -137,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         params = DatasetParams.from_mapping(args.name, json.loads(args.params))
         manifest = build_store(params, read_json(args.inspect), read_json(args.split_file),
                                args.split, args.out, args.threads)
-    except (DatasetError, ValueError, FileNotFoundError, KeyError) as err:
+    except (DatasetError, ValueError, OSError, KeyError) as err:
         log.error("cannot build the %s store: %s", args.split, err)
+        return 1
+    except Exception as err:  # e.g. a worker process that died: a message, not a traceback
+        log.error("cannot build the %s store: %s: %s", args.split, type(err).__name__, err)
         return 1
     log.info("%s: %d slices from %d volumes; class pixels %s", args.out, manifest["count"],
              len(manifest["patients"]), manifest["class_pixel_counts"])
