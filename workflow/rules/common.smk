@@ -125,21 +125,38 @@ def check_parameters():
     """The dataset and training parameters, checked as the jobs will check them, so a typo
     stops snakemake before any job instead of failing a queued training run."""
     from segscale.data.params import DatasetParams
+    from segscale.models import input_requirements
     from segscale.train.config import TrainConfig
 
+    params = {}
     for name, section in DATASETS.items():
-        DatasetParams.from_mapping(name, dict(section, root=section.get("root", "")))
+        params[name] = DatasetParams.from_mapping(name, dict(section, root=section.get("root", "")))
         unknown = sorted(set(section.get("lr", {})) - set(ARCHS))
         if unknown:
             raise ValueError(
                 f"config datasets.{name}.lr: {unknown} are not architectures under 'archs' "
                 f"(defined: {sorted(ARCHS)})"
             )
+    configs = {}
     for arch, hparams in ARCHS.items():
         try:
-            TrainConfig.from_mapping(hparams)
+            configs[arch] = TrainConfig.from_mapping(hparams)
         except ValueError as err:
             raise ValueError(f"config archs.{arch}: {err}") from None
+    # Every (dataset, arch) of the sweep must build at the dataset's size (built-ins pad to
+    # a multiple of 2**poolings and crop back; too small a side, a bad depth or an unknown
+    # option is refused here). User builders (hparams.builder, or an arch named
+    # 'module:function') need TensorFlow to build, which this environment lacks: they come
+    # back unchecked and fail, if at all, when their job builds them.
+    for name, arch in itertools.product(SWEEP["datasets"], SWEEP["archs"]):
+        p, cfg = params[name], configs[arch]
+        shape = (*p.size, len(p.channels))
+        try:
+            input_requirements(arch, shape, cfg.model, cfg.builder)
+        except ValueError as err:
+            raise ValueError(
+                f"config archs.{arch} x datasets.{name} (size {list(p.size)}): {err}"
+            ) from None
 
 
 check_parameters()

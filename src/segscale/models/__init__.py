@@ -3,7 +3,8 @@
 A builder is any callable ``builder(input_shape, n_classes, **options) -> keras.Model``.
 Built-in names resolve lazily (``unet``, ``fcn``), so importing this package never imports
 TensorFlow; a user builder is named ``"package.module:function"`` or
-``"path/to/file.py:function"``.
+``"path/to/file.py:function"``. :func:`input_requirements` says, also without TensorFlow,
+what a built-in does with an input size (pad to a multiple, crop back) or why it cannot.
 """
 
 from __future__ import annotations
@@ -88,6 +89,33 @@ def resolve_builder(arch: str, builder: str | None = None) -> Builder:
     raise ValueError(f"--arch: unknown architecture {arch!r}: built-ins are "
                      f"{sorted(BUILTIN)}; name a user one with hparams.builder "
                      "'module:function' or 'file.py:function'")
+
+
+def input_requirements(arch: str, image_shape: tuple[int, ...],
+                       options: Mapping[str, Any] | None = None,
+                       builder: str | None = None) -> dict[str, Any]:
+    """What ``arch`` does with an (H, W, C) input, without importing TensorFlow.
+
+    Built-ins zero-pad H and W symmetrically to the next multiple of ``2**poolings`` (FCN:
+    32; U-Net: ``2**depth``) and crop the output back (:mod:`segscale.models.sizes`).
+
+    Returns:
+        For a built-in: ``{"arch", "checked": True, "input": [H, W], "multiple",
+        "padded": [Hp, Wp], "pad": [[top, bottom], [left, right]], "cropped_back"}`` (JSON-able,
+        for run.json). For a user builder (``builder``, or ``arch`` given as a spec):
+        ``{"arch", "builder", "checked": False}``: only building it (TensorFlow) can tell.
+
+    Raises:
+        ValueError: an unknown architecture, an option the built-in does not take, a bad
+            ``depth``, or a side smaller than ``2**poolings``.
+    """
+    if builder or (arch not in BUILTIN and ":" in arch):
+        return {"arch": arch, "builder": builder or arch, "checked": False}
+    if arch not in BUILTIN:
+        resolve_builder(arch)  # raises the unknown-architecture message
+    from segscale.models.sizes import builtin_requirements
+
+    return builtin_requirements(arch, tuple(image_shape), options)
 
 
 def check_options(fn: Builder, options: Mapping[str, Any]) -> None:

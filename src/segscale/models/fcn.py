@@ -3,7 +3,9 @@
 16 convolutions: VGG-16's 13 (blocks of 2, 2, 3, 3, 3, named as in
 ``keras.applications.VGG16`` so its weights load by name), fc6/fc7 as convolutions (7x7,
 1x1) and the 1x1 classifier; upsampling by transposed convolutions initialised bilinearly,
-with the pool4 and pool3 skips of FCN-8s (each scored by a 1x1 convolution).
+with the pool4 and pool3 skips of FCN-8s (each scored by a 1x1 convolution). Any H x W >= 32
+is accepted: the input is zero-padded to the next multiple of 32 (layer ``input_pad``) and
+the logits cropped back (``output_crop``), see :func:`segscale.models.sizes.fcn_padding`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+
+from segscale.models.sizes import fcn_padding
+
+__all__ = ["bilinear_kernel", "build_fcn", "fcn_padding", "load_vgg16_weights",
+           "vgg_conv_names"]
 
 log = logging.getLogger(__name__)
 layers = tf.keras.layers
@@ -44,7 +51,10 @@ def build_fcn(input_shape: tuple[int, int, int], n_classes: int, base_filters: i
     """FCN-8s; ``base_filters=64, fc_filters=4096`` is the VGG-16 geometry.
 
     Args:
-        input_shape: (H, W, C); H and W divisible by 32 (five poolings).
+        input_shape: (H, W, C), H and W >= 32. Sizes not divisible by 32 (five poolings)
+            are zero-padded symmetrically inside the model to the next multiple (layer
+            ``input_pad``) and the logits cropped back (``output_crop``), so the output is
+            (H, W, n_classes); divisible sizes get neither layer.
         n_classes: softmax outputs per pixel (>= 2).
         base_filters: width of block 1; blocks 2-5 have 2, 4, 8, 8 times as many.
         fc_filters: width of fc6/fc7 (convolutionalised fully connected layers).
@@ -53,17 +63,19 @@ def build_fcn(input_shape: tuple[int, int, int], n_classes: int, base_filters: i
             ``..._notop.h5``); the 13 convolutions are loaded by name. Needs base_filters 64.
 
     Raises:
-        ValueError: bad sizes, or a weights file that does not match (see
+        ValueError: bad sizes (a side below 32), or a weights file that does not match (see
             :func:`load_vgg16_weights`).
     """
     h, w, _ = input_shape
     if n_classes < 2 or base_filters < 1 or fc_filters < 1 or not 0 <= dropout < 1:
         raise ValueError(f"fcn: need n_classes >= 2, base_filters/fc_filters >= 1, dropout "
                          f"in [0, 1); got {n_classes}, {base_filters}, {fc_filters}, {dropout}")
-    if h % 32 or w % 32:
-        raise ValueError(f"fcn: input {h}x{w} not divisible by 32")
+    pad = fcn_padding(h, w)
+    padded = pad != ((0, 0), (0, 0))
     inputs = tf.keras.Input(shape=input_shape, name="image")
     x, pools = inputs, []
+    if padded:
+        x = layers.ZeroPadding2D(pad, name="input_pad")(x)
     for b, (n, mult) in enumerate(zip(VGG_BLOCKS, VGG_WIDTHS, strict=True), start=1):
         for i in range(1, n + 1):
             x = layers.Conv2D(base_filters * mult, 3, padding="same", activation="relu",
@@ -93,6 +105,8 @@ def build_fcn(input_shape: tuple[int, int, int], n_classes: int, base_filters: i
                              name=f"score_{level}")(pool)
         x = layers.Add(name=f"fuse_{level}")([x, skip])
     x = upsample(x, 16, 8, "upscore8")
+    if padded:
+        x = layers.Cropping2D(pad, name="output_crop")(x)
     outputs = layers.Softmax(dtype="float32", name="softmax")(x)
     model = tf.keras.Model(inputs, outputs, name=name)
     for layer, size in ups:  # set after building: no custom initializer to serialise
