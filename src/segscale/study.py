@@ -107,6 +107,7 @@ class RunRecord:
     global_batch: int | None = None
     lr_target: float | None = None
     image_shape: list[int] | None = None
+    model_input: dict[str, Any] | None = None  # padding to the model's multiple, cropped back
     n_classes: int | None = None
     train_store: str | None = None
     val_store: str | None = None

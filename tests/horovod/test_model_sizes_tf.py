@@ -126,6 +126,10 @@ def test_unet_trains_and_predicts_at_a_padded_size(train_python, tmp_path):
     run = run_train(train_python, stores, tmp_path / "run", hp, ranks=1)
     assert run.proc.returncode == 0, run.proc.stderr[-3000:]
     assert run.manifest["status"] == "ok"
+    # what the model did with the 36 x 36 input is in run.json
+    assert run.manifest["model_input"] == {
+        "arch": "unet", "checked": True, "input": [36, 36], "multiple": 8,
+        "padded": [40, 40], "pad": [[2, 2], [2, 2]], "cropped_back": True}
     pred = tmp_path / "pred.npy"
     run_python(train_python, f"""
 import sys

@@ -276,6 +276,7 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
              outcome: Outcome) -> int:
     """Gather samples and weight digests from every rank; rank 0 writes the model, history,
     resources and ``run.json``; a preempted run keeps its checkpoint and exits 75."""
+    from segscale.models import input_requirements
     from segscale.provenance import describe_environment
     from segscale.train.sampler import write_rows
 
@@ -312,6 +313,7 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
     record.global_batch = cfg.batch_size * s.size
     record.lr_target = s.schedule.target_lr
     record.image_shape = list(s.image_shape)
+    record.model_input = input_requirements(spec.arch, s.image_shape, cfg.model, cfg.builder)
     record.n_classes = s.n_classes
     record.train_store, record.val_store = str(spec.train_store), str(spec.val_store)
     record.device = s.device
