@@ -65,3 +65,41 @@ def test_bad_config_is_refused_before_any_job(tmp_path, mutate, message):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_volume_edited_after_inspection_is_inspected_again(tmp_path):
+    """Every listed volume is an input of inspect: touching one reschedules inspect (and
+    what follows), and the edit is then judged against inspect's checksums."""
+    import os
+
+    import nibabel as nib
+    import numpy as np
+
+    from segscale.data.demo import generate
+
+    task = tmp_path / "Task02_Heart"
+    generate("heart", task, n_train=4, n_test=1)
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    section = config["datasets"]["tiny-heart"]
+    section.pop("demo")
+    section["root"] = str(task)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    work = tmp_path / "work"
+    args = ("--configfile", str(path), "--cores", "1")
+    inspect_out = "results/data/tiny-heart/inspect.json"
+    first = snakemake(work, *args, "--", inspect_out, timeout=300)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "Nothing to be done" in snakemake(work, *args, "-n", "--", inspect_out).stdout
+    meta = json.loads((task / "dataset.json").read_text())
+    edited = task / meta["training"][2]["label"]
+    image = nib.load(edited)
+    labels = np.asarray(image.dataobj).copy()
+    labels[0, 0, 0] = 1 - labels[0, 0, 0]  # one voxel: new content, still a valid label
+    nib.save(nib.Nifti1Image(labels, image.affine, image.header), edited)
+    later = (work / inspect_out).stat().st_mtime + 5  # Snakemake compares mtime, then content
+    os.utime(edited, (later, later))
+    again = snakemake(work, *args, "-n", "--", inspect_out, timeout=120)
+    assert again.returncode == 0
+    assert "rule inspect:" in again.stdout
+    assert edited.name in again.stdout  # named among the updated inputs

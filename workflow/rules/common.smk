@@ -41,6 +41,31 @@ def raw_dataset_json(wildcards):
     return f"{dataset_root(wildcards.dataset)}/dataset.json"
 
 
+def listed_volumes(wildcards):
+    """Every image and label dataset.json lists (inside the task folder), so a volume edited
+    after inspection makes inspect run again. A dataset.json that cannot be read, and paths
+    leading out of the task, are left for inspect itself to refuse with the cause named."""
+    if "demo" in dataset_section(wildcards.dataset):
+        return []  # written by the same job as dataset.json
+    root = Path(dataset_root(wildcards.dataset))
+    try:
+        meta = json.loads((root / "dataset.json").read_text())
+        entries = [*meta.get("training", []), *meta.get("test", [])]
+        listed = [e for entry in entries for e in (
+            [entry] if isinstance(entry, str) else [entry.get("image"), entry.get("label")])]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
+    inside = []
+    for rel in listed:
+        if not isinstance(rel, str) or Path(rel).is_absolute() or ".." in Path(rel).parts:
+            continue
+        path = root / rel
+        if path.exists() and not path.resolve().is_relative_to(root.resolve()):
+            continue  # a symlink out of the task: refused by inspect
+        inside.append(str(path))
+    return sorted(set(inside))
+
+
 def demo_kind(wildcards):
     """The synthetic task kind (brats or heart) of a demo dataset."""
     return dataset_section(wildcards.dataset)["demo"]

@@ -17,7 +17,8 @@ rule demo_dataset:
 
 rule inspect:
     input:
-        raw_dataset_json,
+        meta=raw_dataset_json,
+        volumes=listed_volumes,
     output:
         report="results/data/{dataset}/inspect.json",
     log:
