@@ -50,3 +50,9 @@ rule tune:
     input:
         tune_targets,
     localrule: True
+
+
+rule guideline:
+    input:
+        rules.guideline_report.output,
+    localrule: True

@@ -55,6 +55,22 @@ RUN_DIR_RE = re.compile(
     r"/gpus(?P<gpus>[1-9]\d*)/rep(?P<repeat>\d+)$")
 
 
+#: One tuned (dataset, arch, GPU count) of the guideline loop, below ``results/tune``.
+TUNE_DIR_PATTERN = "{dataset}/{arch}/gpus{n}"
+TUNE_DIR_RE = re.compile(r"(?P<dataset>[^/]+)/(?P<arch>[^/]+)/gpus(?P<gpus>[1-9]\d*)$")
+
+
+def parse_tune_dir(path: str) -> dict[str, Any] | None:
+    """The (dataset, arch, gpus) a guideline loop's folder encodes, or None."""
+    tail = "/".join(str(path).replace("\\", "/").rstrip("/").split("/")[-3:])
+    found = TUNE_DIR_RE.search(tail)
+    if found is None:
+        return None
+    point: dict[str, Any] = found.groupdict()
+    point["gpus"] = int(point["gpus"])
+    return point
+
+
 def run_dir(dataset: str, arch: str, policy: str, n: int | str, r: int | str) -> str:
     """The run directory of one sweep point, relative to the runs root."""
     return RUN_DIR_PATTERN.format(dataset=dataset, arch=arch, policy=policy, n=n, r=r)

@@ -105,3 +105,13 @@ def test_guideline_loop_runs_to_a_decision(demo, tmp_path):
         assert run["policy"] == "grescale" and run["n_ranks"] == 2
     assert len(table) >= len(decisions)  # one row per iteration (+ the baseline row)
     assert "rule train:" not in proc.stdout + proc.stderr  # the baseline was reused
+
+    # The guideline's results beside the sweep: tables and figure (thesis figs 6.4-6.6).
+    proc = _local(demo, "--configfile", str(TEST_CONFIG), str(overlay), "--", "guideline")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    tuned = pd.read_csv(demo / "results" / "tables" / "guideline_tuned.csv")
+    last = table[table["action"].ne("baseline")].iloc[-1]
+    assert tuned[["dataset", "arch", "gpus"]].values.tolist() == [["tiny-heart", "unet", 2]]
+    assert tuned["dice"].iloc[0] == pytest.approx(last["dice"])
+    assert tuned["iterations_run"].iloc[0] == len(decisions)
+    assert (demo / "results" / "figures" / "guideline.svg").stat().st_size > 5000

@@ -51,8 +51,13 @@ def listed_volumes(wildcards):
     try:
         meta = json.loads((root / "dataset.json").read_text())
         entries = [*meta.get("training", []), *meta.get("test", [])]
-        listed = [e for entry in entries for e in (
-            [entry] if isinstance(entry, str) else [entry.get("image"), entry.get("label")])]
+        listed = [
+            e
+            for entry in entries
+            for e in (
+                [entry] if isinstance(entry, str) else [entry.get("image"), entry.get("label")]
+            )
+        ]
     except (OSError, ValueError, AttributeError, TypeError):
         return []
     inside = []
@@ -122,7 +127,7 @@ ARCHS = config.get("archs", {})
 RUNS = f"results/runs/{study.RUN_DIR_PATTERN}"  # one run's directory
 RUN_LOGS = f"results/logs/runs/{study.RUN_DIR_PATTERN}"
 RUN_BENCHMARKS = f"results/benchmarks/runs/{study.RUN_DIR_PATTERN}"
-TUNE_ITER = "results/tune/{dataset}/{arch}/gpus{n}/iter{i}"  # one guideline iteration
+TUNE_ITER = f"results/tune/{study.TUNE_DIR_PATTERN}/iter{{i}}"  # one guideline iteration
 
 
 wildcard_constraints:

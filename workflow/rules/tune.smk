@@ -107,3 +107,35 @@ rule tune_table:
     shell:
         "python -m segscale.tune.step --table {input.decision:q} --out {output.table:q}"
         " > {log:q} 2>&1"
+
+
+rule guideline_report:
+    input:
+        iterations=tune_targets,
+        runs=rules.aggregate.output.runs,
+    output:
+        iterations=report(
+            "results/tables/guideline_iterations.csv",
+            caption="../report/guideline_iterations.rst",
+            category="Guideline",
+        ),
+        tuned=report(
+            "results/tables/guideline_tuned.csv",
+            caption="../report/guideline_iterations.rst",
+            category="Guideline",
+        ),
+        figure=report(
+            "results/figures/guideline.png",
+            caption="../report/guideline.rst",
+            category="Guideline",
+        ),
+        svg="results/figures/guideline.svg",
+    log:
+        "results/logs/guideline_report.log",
+    localrule: True
+    conda:
+        "../../envs/plot.yaml"
+    shell:
+        "python -m segscale.report.guideline --iterations {input.iterations:q}"
+        " --runs {input.runs:q} --iterations-out {output.iterations:q}"
+        " --tuned-out {output.tuned:q} --figure {output.figure:q} > {log:q} 2>&1"
