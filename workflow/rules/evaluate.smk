@@ -4,7 +4,6 @@
 
 rule predict:
     input:
-        model=rules.train.output.model,
         manifest=rules.train.output.manifest,
         store=test_store,
     output:
@@ -22,7 +21,7 @@ rule predict:
         mem_mb_per_cpu=mem_per_cpu,
         runtime=60,
     params:
-        run=input_folder("model"),
+        run=input_folder("manifest"),
         store=input_folder("store"),
     shell:
         "python -m segscale.train.env python -m segscale.evaluate.predict --run {params.run:q}"

@@ -1,5 +1,9 @@
 # One training run per (dataset, arch, policy, GPU count n, repeat r): n Horovod ranks.
-# tune.smk reuses this rule (use rule ... with:) for the guideline's trainings.
+# tune.smk reuses this rule (use rule ... with:) for the guideline's trainings. A failure a
+# retry can fix fails the job; the run's own failure becomes a `failed` run.json and the job
+# succeeds, so the sweep's tables and figures still come (segscale.train.failure).
+# model.keras is not declared: a failed run has none; run.json records its sha256 and
+# predict checks it.
 
 
 rule train:
@@ -9,7 +13,6 @@ rule train:
     output:
         history=f"{RUNS}/history.csv",
         manifest=f"{RUNS}/run.json",
-        model=f"{RUNS}/model.keras",
     log:
         f"{RUN_LOGS}/train.log",
     benchmark:
@@ -42,3 +45,7 @@ rule train:
         " --train-store {params.train:q} --val-store {params.val:q} --out {params.out:q}"
         " --dataset {wildcards.dataset:q} --arch {wildcards.arch:q} --policy {params.policy:q}"
         " --seed {params.seed:q} --hparams {params.hparams:q} > {log:q} 2>&1"
+        " || python -m segscale.train.failure --exit-code $? --out {params.out:q}"
+        " --dataset {wildcards.dataset:q} --arch {wildcards.arch:q} --policy {params.policy:q}"
+        " --seed {params.seed:q} --ranks {wildcards.n} --hparams {params.hparams:q}"
+        " >> {log:q} 2>&1"

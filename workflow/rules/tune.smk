@@ -29,7 +29,6 @@ use rule train as tune_train with:
     output:
         history=f"{TUNE_ITER}/history.csv",
         manifest=f"{TUNE_ITER}/run.json",
-        model=f"{TUNE_ITER}/model.keras",
     log:
         "results/logs/tune/{dataset}/{arch}/gpus{n}/iter{i}/train.log",
     benchmark:
@@ -46,7 +45,6 @@ use rule train as tune_train with:
 
 use rule predict as tune_predict with:
     input:
-        model=rules.tune_train.output.model,
         manifest=rules.tune_train.output.manifest,
         store=test_store,
     output:

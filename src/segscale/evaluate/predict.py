@@ -23,6 +23,7 @@ import numpy as np
 from segscale import cli
 from segscale.fileio import atomic_path, read_json, write_json
 from segscale.logs import configure
+from segscale.study import FAILED, RUN_RECORD
 
 log = logging.getLogger("segscale.evaluate.predict")
 
@@ -60,6 +61,30 @@ def describe_device(tf) -> str:
             name = None
         return f"GPU: {name or gpus[0].name}"
     return f"CPU: {cpu_model()}"
+
+
+def run_status(run: Path) -> tuple[str | None, str | None]:
+    """``status`` and ``error`` of the run's ``run.json`` (None, None when absent)."""
+    path = run / RUN_RECORD
+    if not path.is_file():
+        return None, None
+    record = read_json(path)
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return record.get("status"), record.get("error")
+
+
+def skip_failed_run(cfg: PredictConfig, error: str | None) -> dict:
+    """A failed run has no model to predict with: an empty ``pred.npy`` and an
+    ``inference.json`` that says why, so evaluation records the run as a failed row."""
+    with atomic_path(cfg.pred, suffix=".npy") as tmp:
+        np.save(tmp, np.zeros((0, 0, 0), dtype=np.uint8))
+    info = {"batch1_ms_per_image": None, "batched_ms_per_image": None,
+            "batch_size": cfg.batch_size, "n_images": 0, "run_status": FAILED,
+            "skipped": f"the run failed: {error or 'no error recorded'}"}
+    write_json(cfg.inference, info)
+    log.warning("%s: run failed, nothing to predict (%s)", cfg.run, error)
+    return info
 
 
 def predict(cfg: PredictConfig) -> dict:
@@ -154,7 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = PredictConfig(args.run, args.store, args.pred, args.inference, args.batch_size,
                             args.timing_images, args.warmup)
-        predict(cfg)
+        status, error = run_status(cfg.run)
+        if status == FAILED:
+            skip_failed_run(cfg, error)
+        else:
+            predict(cfg)
     except (ValueError, FileNotFoundError) as err:
         log.error("%s", err)
         return 2
