@@ -1,6 +1,14 @@
 """Random affine augmentation (rotation, zoom, translation) applied identically to an
 image and its label: linear interpolation for the image, nearest neighbour for the label,
-so no label value is invented and the pair stays aligned."""
+so no label value is invented and the pair stays aligned.
+
+By default each augmented image is drawn as thesis table 2.1 says: a rotation in
+[-45, 45] degrees, a zoom in [0.8, 1.2], and a translation along ONE axis (x or y, drawn with
+equal probability) by a distance in [0, 25.6 px] at 512 px, scaled with the image side
+(``shift`` x side: 3.2 px at 64). ``augment.translation: both_axes`` and
+``augment.shift_sign: both`` are named departures from it (``both_axes`` + ``both`` is the
+pre-table-2.1 behaviour of this package: an independent shift in [-bound, bound] per axis).
+"""
 
 from __future__ import annotations
 
@@ -23,14 +31,48 @@ class Affine2D:
     shift_cols: float = 0.0
 
 
+def shift_bounds(params: AugmentParams, size: tuple[int, int]) -> tuple[float, float]:
+    """Max translation in pixels along (rows = y, cols = x) at image ``size`` (height, width):
+    ``shift`` times the side along that axis (0.05 x 512 = 25.6 px, 0.05 x 64 = 3.2 px)."""
+    return params.shift * size[0], params.shift * size[1]
+
+
+def effective_settings(params: AugmentParams, size: tuple[int, int]) -> dict:
+    """The ranges the draws use at this image size, in degrees, zoom factors and pixels
+    (recorded in the augmented store's manifest)."""
+    bound_rows, bound_cols = shift_bounds(params, size)
+    low = 0.0 if params.shift_sign == "positive" else -1.0
+    return {"size": [int(size[0]), int(size[1])],
+            "rotation_deg": [-float(params.rotation), float(params.rotation)],
+            "zoom": [float(params.zoom[0]), float(params.zoom[1])],
+            "translation": params.translation, "shift_sign": params.shift_sign,
+            "shift_px_x": [low * bound_cols, bound_cols],
+            "shift_px_y": [low * bound_rows, bound_rows],
+            "axis_probability": ({"x": 0.5, "y": 0.5} if params.translation == "one_axis"
+                                 else {"x_and_y": 1.0})}
+
+
 def draw(rng: np.random.Generator, params: AugmentParams, size: tuple[int, int]) -> Affine2D:
-    """Sample a transform uniformly within the configured ranges."""
-    return Affine2D(
-        rotation=float(rng.uniform(-params.rotation, params.rotation)),
-        zoom=float(rng.uniform(*params.zoom)),
-        shift_rows=float(rng.uniform(-params.shift, params.shift) * size[0]),
-        shift_cols=float(rng.uniform(-params.shift, params.shift) * size[1]),
-    )
+    """Sample a transform uniformly within the configured ranges.
+
+    Draw order: rotation, zoom, then for ``one_axis`` the axis (``rng.integers(2)``: 0 = y
+    (rows), 1 = x (cols)) and the distance along it; for ``both_axes`` the row then the column
+    shift (the pre-table-2.1 draw, reproduced exactly with ``shift_sign: both``). The distance
+    is uniform in [0, bound] (``positive``) or [-bound, bound] (``both``), bound =
+    :func:`shift_bounds`.
+    """
+    rotation = float(rng.uniform(-params.rotation, params.rotation))
+    zoom = float(rng.uniform(*params.zoom))
+    low = 0.0 if params.shift_sign == "positive" else -params.shift
+    if params.translation == "both_axes":
+        return Affine2D(rotation, zoom,
+                        shift_rows=float(rng.uniform(low, params.shift) * size[0]),
+                        shift_cols=float(rng.uniform(low, params.shift) * size[1]))
+    axis = int(rng.integers(2))
+    distance = float(rng.uniform(low, params.shift) * size[axis])
+    if axis == 0:
+        return Affine2D(rotation, zoom, shift_rows=distance, shift_cols=0.0)
+    return Affine2D(rotation, zoom, shift_rows=0.0, shift_cols=distance)
 
 
 def _output_to_input(t: Affine2D, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +168,9 @@ def build_augmented(store_dir: str, out: str, params: AugmentParams, threads: in
                                       shift_cols=t.shift_cols, augmented=True))
         manifest = dict(src.manifest, split="train-augmented", count=n + len(origin),
                         n_original=n, n_augmented=len(origin), source_store=str(store_dir),
-                        augment=params.__dict__, class_pixel_counts=pixel_counts.tolist(),
+                        augment=dict(params.__dict__, zoom=list(params.zoom)),
+                        augment_effective=effective_settings(params, src.labels.shape[1:]),
+                        class_pixel_counts=pixel_counts.tolist(),
                         environment=describe_environment())
         writer.commit(pd.DataFrame(index), manifest)
     except BaseException:

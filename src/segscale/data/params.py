@@ -85,6 +85,10 @@ class SplitParams:
                              f"train={self.train}, val={self.val}, test={self.test}")
 
 
+AUGMENT_TRANSLATIONS = ("one_axis", "both_axes")
+AUGMENT_SHIFT_SIGNS = ("positive", "both")
+
+
 @dataclass(frozen=True)
 class AugmentParams:
     """Random affine augmentation of the training split (thesis table 2.1 defaults).
@@ -92,13 +96,19 @@ class AugmentParams:
     ``target``: number of training images after augmentation, originals included (0 or
     fewer than the originals: no augmentation). ``rotation``: max |angle| in degrees.
     ``zoom``: [min, max] scale. ``shift``: max translation as a fraction of the image side
-    (0.05 of 512 px is the thesis's 25.6 px).
+    along that axis (0.05 of 512 px is the thesis's 25.6 px; 3.2 px at 64).
+    ``translation``: ``one_axis`` (table 2.1: each image is shifted along x or along y, the
+    axis drawn at random) or ``both_axes`` (an independent shift along each axis).
+    ``shift_sign``: ``positive`` (table 2.1 as written: ``x + shift_range``, shift_range in
+    [0, 25.6]) or ``both`` (the distance in [-bound, bound]).
     """
 
     target: int = 35000
     rotation: float = 45.0
     zoom: tuple[float, float] = (0.8, 1.2)
     shift: float = 0.05
+    translation: str = "one_axis"
+    shift_sign: str = "positive"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -110,8 +120,14 @@ class AugmentParams:
         if not 0 < lo <= hi:
             raise ValueError(f"augment.zoom must satisfy 0 < min <= max, got {list(self.zoom)}")
         object.__setattr__(self, "zoom", (float(lo), float(hi)))
-        if not 0 <= self.shift < 1:
-            raise ValueError(f"augment.shift must be in [0, 1), got {self.shift}")
+        if not 0 <= self.shift <= 0.5:
+            raise ValueError(f"augment.shift must be in [0, 0.5], got {self.shift}")
+        if self.translation not in AUGMENT_TRANSLATIONS:
+            raise ValueError(f"augment.translation must be one of {list(AUGMENT_TRANSLATIONS)}, "
+                             f"got {self.translation!r}")
+        if self.shift_sign not in AUGMENT_SHIFT_SIGNS:
+            raise ValueError(f"augment.shift_sign must be one of {list(AUGMENT_SHIFT_SIGNS)}, "
+                             f"got {self.shift_sign!r}")
 
 
 @dataclass(frozen=True)
