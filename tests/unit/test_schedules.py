@@ -53,12 +53,13 @@ def test_grescale_default_stage_lengths_thesis():
 
 
 @pytest.mark.parametrize("epochs, warmup, fraction, expected", [
-    (5, 5, 3 / 7, (5, 0, 0)),      # all warmup
-    (3, 5, 3 / 7, (3, 0, 0)),      # warmup truncated to the run
-    (7, 0, 3 / 7, (0, 4, 3)),      # no warmup
-    (1, 0, 3 / 7, (0, 1, 0)),      # round(3/7) = 0
+    (7, 0, 3 / 7, (0, 6, 1)),      # no warmup: W0 = 5 leaves R0 = 2, decay 2 - round(8/7)
+    (8, 0, 3 / 7, (0, 7, 1)),      # R0 = 3: stabilisation share round(12/7) = 2, decay 1
+    (1, 0, 3 / 7, (0, 1, 0)),      # runs of at most W0 epochs have no decay
+    (2, 1, 3 / 7, (1, 1, 0)),      # the workflow tests' tiny GreScale runs
     (12, 5, 0.0, (5, 7, 0)),       # no decay stage
-    (12, 5, 1.0, (5, 0, 7)),       # decay only
+    (12, 5, 6 / 7, (5, 1, 6)),     # decay 7 - round(1/7 x 7)
+    (12, 4, 1.0, (4, 1, 7)),       # decay only after a warmup one epoch shorter than W0
 ])
 def test_grescale_stage_edges(epochs, warmup, fraction, expected):
     assert grescale_stages(epochs, warmup, fraction) == expected
@@ -141,6 +142,8 @@ def test_step_decay_at_n1_multiplies_base():
     ({"stabilisation_factor": 1.5}, "stabilisation_factor"),
     ({"decay_coefficient": -0.1}, "decay_coefficient"),
     ({"decay_fraction": 1.1}, "decay_fraction"),
+    ({"base_warmup_epochs": -1}, "base_warmup_epochs"),
+    ({"decay_shape": "cosine"}, "decay_shape"),
     ({"step_decay_gamma": 0.0}, "step_decay_gamma"),
     ({"step_decay_epochs": (0,)}, "step_decay_epochs"),
 ])
@@ -161,3 +164,7 @@ def test_stage_errors():
         grescale_stages(0, 5)
     with pytest.raises(ValueError):
         grescale_stages(10, 5, 2.0)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        grescale_stages(10, -1)
+    with pytest.raises(ValueError, match="no stabilisation epoch"):
+        grescale_stages(12, 5, 1.0)  # decay 7 + warmup 5: nothing left

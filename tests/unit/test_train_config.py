@@ -100,3 +100,48 @@ def test_hparams_file_that_cannot_be_read_is_named(tmp_path):
     missing = tmp_path / "nope.json"
     with pytest.raises(ValueError, match=f"--hparams {missing}: cannot read"):
         parse_hparams(f"@{missing}")
+
+
+# ---- presets ---------------------------------------------------------------------------------
+
+def test_thesis_preset_expands_and_is_recorded():
+    c = TrainConfig.from_mapping({"preset": "thesis", "epochs": 120})
+    assert (c.optimizer, c.warmup_epochs, c.lr, c.base_warmup_epochs) == ("sgd", 5, 1e-5, 5)
+    assert c.decay_fraction == pytest.approx(3 / 7)
+    record = c.to_dict()  # what run.json records under hparams
+    assert record["preset"] == "thesis"
+    assert (record["optimizer"], record["warmup_epochs"], record["lr"]) == ("sgd", 5, 1e-5)
+    assert TrainConfig.from_mapping(json.loads(json.dumps(record))) == c
+
+
+def test_explicit_keys_override_the_preset():
+    c = TrainConfig.from_mapping({"preset": "thesis", "optimizer": "adam", "lr": 3e-5,
+                                  "warmup_epochs": 7})
+    assert (c.optimizer, c.lr, c.warmup_epochs, c.preset) == ("adam", 3e-5, 7, "thesis")
+    assert c.base_warmup_epochs == 5  # not overridden: from the preset
+
+
+def test_preset_values_fill_the_absent_keys(monkeypatch):
+    """A preset whose values differ from the defaults: absent keys take the preset's."""
+    from segscale.train import config as config_module
+    monkeypatch.setattr(config_module, "PRESETS", {"demo": {"optimizer": "adam", "lr": 1e-3,
+                                                            "epochs": 3}})
+    c = TrainConfig.from_mapping({"preset": "demo", "lr": 2e-3})
+    assert (c.optimizer, c.lr, c.epochs, c.preset) == ("adam", 2e-3, 3, "demo")
+
+
+def test_without_preset_nothing_is_recorded():
+    assert TrainConfig.from_mapping({}).to_dict()["preset"] is None
+    assert TrainConfig.from_mapping({"preset": None}) == TrainConfig()
+
+
+@pytest.mark.parametrize("value", ["goyal", 3, ["thesis"]])
+def test_unknown_preset_is_refused_by_name(value):
+    with pytest.raises(ValueError, match="hparams.preset"):
+        TrainConfig.from_mapping({"preset": value})
+
+
+@pytest.mark.parametrize("key, value", [("base_warmup_epochs", -1), ("decay_shape", "cos")])
+def test_grescale_keys_range(key, value):
+    with pytest.raises(ValueError, match=f"hparams.{key}"):
+        TrainConfig.from_mapping({key: value})

@@ -3,6 +3,10 @@
 :class:`TrainConfig` is what ``run.json`` records under ``hparams``: every key has a default,
 unknown keys are refused by name (a typo must not silently train with a default) and ranges
 are checked before any rank starts TensorFlow. No TensorFlow import here.
+
+A **preset** (``"preset": "thesis"``) names a set of values laid *under* the explicit keys:
+``{"preset": "thesis", "lr": 2e-5}`` trains with the thesis's SGD and 5-epoch warmup but lr
+2e-5. The expanded values and the preset's name are what ``run.json`` records.
 """
 
 from __future__ import annotations
@@ -17,10 +21,31 @@ from typing import Any
 
 from segscale.fileio import json_object_arg
 from segscale.study import POLICIES
-from segscale.train.schedules import DEFAULT_DECAY_FRACTION, Schedule
+from segscale.train.schedules import (
+    DECAY_SHAPES,
+    DEFAULT_DECAY_FRACTION,
+    THESIS_WARMUP_EPOCHS,
+    Schedule,
+    grescale_stages,
+)
 
 OPTIMIZERS = ("sgd", "adam")
 LOSSES = ("dice", "ce", "dice_ce")
+
+# Named presets. "thesis": GreScale's recommended initial settings (thesis 6.3.3: "SGD as a
+# standard optimization algorithm", "a default warmup phase period of 5 epochs", "an initial
+# Lr of 1e-5") and its default stage durations (6.3.2: warmup 5 epochs, then 4/7
+# stabilisation and 3/7 decay of the remaining epochs). Nothing the thesis leaves open is in
+# it: those keys keep their defaults (docs/training.md, "GreScale parameters").
+PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "thesis": MappingProxyType({
+        "optimizer": "sgd",                          # 6.3.3
+        "warmup_epochs": THESIS_WARMUP_EPOCHS,       # 6.3.3, 6.3.2
+        "lr": 1e-5,                                  # 6.3.3
+        "base_warmup_epochs": THESIS_WARMUP_EPOCHS,  # 6.3.2
+        "decay_fraction": DEFAULT_DECAY_FRACTION,    # 6.3.2
+    }),
+})
 
 
 @dataclass(frozen=True)
@@ -28,7 +53,9 @@ class TrainConfig:
     """Hyper-parameters of one training run; see docs/training.md for each key.
 
     Defaults follow the thesis U-Net setting (SGD, 100 epochs, batch 7 per GPU, lr 1e-5,
-    GreScale's 5 warmup epochs).
+    GreScale's 5 warmup epochs). ``preset`` is the name of the :data:`PRESETS` entry
+    :meth:`from_mapping` expanded (None: none); the dataclass records it, it does not expand
+    it.
     """
 
     epochs: int = 100
@@ -41,6 +68,9 @@ class TrainConfig:
     stabilisation_factor: float = 0.5
     decay_coefficient: float = 0.1
     decay_fraction: float = DEFAULT_DECAY_FRACTION
+    base_warmup_epochs: int = THESIS_WARMUP_EPOCHS
+    decay_shape: str = "exponential"
+    preset: str | None = None
     step_decay_epochs: tuple[int, ...] = ()
     step_decay_gamma: float = 0.1
     fp16_allreduce: bool = False
@@ -69,12 +99,20 @@ class TrainConfig:
         """Build from a plain mapping (parsed JSON), refusing unknown keys by name.
 
         ``step_decay`` may be given as ``{"epochs": [...], "gamma": g}`` as well as with the
-        flat ``step_decay_epochs`` / ``step_decay_gamma`` keys.
+        flat ``step_decay_epochs`` / ``step_decay_gamma`` keys. ``preset`` (a
+        :data:`PRESETS` name) lays the preset's values under the explicit keys: an explicit
+        key always wins.
 
         Raises:
-            ValueError: an unknown key, a value of the wrong type or out of range.
+            ValueError: an unknown key or preset, a value of the wrong type or out of range.
         """
         values = dict(mapping or {})
+        preset = values.get("preset")
+        if preset is not None:
+            if not isinstance(preset, str) or preset not in PRESETS:
+                raise ValueError(f"hparams.preset: unknown {preset!r}, expected one of "
+                                 f"{sorted(PRESETS)} or null")
+            values = {**PRESETS[preset], **values}
         if "step_decay" in values:
             sd = values.pop("step_decay") or {}
             if not isinstance(sd, Mapping) or set(sd) - {"epochs", "gamma"}:
@@ -98,13 +136,33 @@ class TrainConfig:
         out["step_decay_epochs"] = list(self.step_decay_epochs)
         return out
 
+    def grescale_stages(self) -> tuple[int, int, int]:
+        """GreScale's (warmup, stabilisation, decay) epochs under this config.
+
+        Raises:
+            ValueError: no stabilisation epoch left (the message names the keys).
+        """
+        try:
+            return grescale_stages(self.epochs, self.warmup_epochs, self.decay_fraction,
+                                   self.base_warmup_epochs)
+        except ValueError as err:
+            raise ValueError(f"hparams: {err}") from None
+
     def schedule(self, policy: str, n_ranks: int, steps_per_epoch: int) -> Schedule:
-        """The lr schedule this config gives under ``policy`` on ``n_ranks`` ranks."""
+        """The lr schedule this config gives under ``policy`` on ``n_ranks`` ranks.
+
+        Raises:
+            ValueError: under ``grescale``, stage lengths with no stabilisation epoch.
+        """
+        if policy == "grescale":
+            self.grescale_stages()
         return Schedule(policy=policy, base_lr=self.lr, n_ranks=n_ranks, epochs=self.epochs,
                         steps_per_epoch=steps_per_epoch, warmup_epochs=self.warmup_epochs,
                         stabilisation_factor=self.stabilisation_factor,
                         decay_coefficient=self.decay_coefficient,
                         decay_fraction=self.decay_fraction,
+                        base_warmup_epochs=self.base_warmup_epochs,
+                        decay_shape=self.decay_shape,
                         step_decay_epochs=self.step_decay_epochs,
                         step_decay_gamma=self.step_decay_gamma)
 
@@ -155,6 +213,9 @@ def _validate(c: TrainConfig) -> None:
     need("stabilisation_factor", 0 < c.stabilisation_factor <= 1, "in (0, 1]")
     need("decay_coefficient", c.decay_coefficient >= 0, ">= 0")
     need("decay_fraction", 0 <= c.decay_fraction <= 1, "in [0, 1]")
+    need("base_warmup_epochs", c.base_warmup_epochs >= 0, ">= 0")
+    need("decay_shape", c.decay_shape in DECAY_SHAPES, f"one of {DECAY_SHAPES}")
+    need("preset", c.preset is None or c.preset in PRESETS, f"null or one of {sorted(PRESETS)}")
     need("step_decay_epochs", all(e >= 1 for e in c.step_decay_epochs), "epochs >= 1")
     need("step_decay_gamma", 0 < c.step_decay_gamma <= 1, "in (0, 1]")
     need("threads_per_rank", c.threads_per_rank >= 0, ">= 0 (0: TensorFlow decides)")

@@ -12,18 +12,25 @@ that target:
     linear ramp, updated every step, from base (epoch 0, step 0) to base x N at the start of
     epoch ``warmup_epochs``; base x N afterwards (Goyal et al.: 5 epochs).
 ``grescale``
-    thesis 6.3.2, three stages over ``epochs``:
+    thesis 6.3.2, three stages over ``epochs`` (lengths: :func:`grescale_stages`):
 
-    1. warmup, ``warmup_epochs`` epochs: linear per-step ramp from base to the stabilisation lr;
-    2. stabilisation, the rest of the remaining epochs (default 4/7): constant
-       ``lr_stab = max(base, stabilisation_factor x base x N)``;
-    3. decay, the last ``round(decay_fraction x remaining)`` epochs (default 3/7):
-       ``lr_stab x exp(-decay_coefficient x t)``, ``t`` = whole epochs since the decay started
-       (0 on its first epoch), so the curve is continuous where stabilisation ends.
+    1. warmup, ``warmup_epochs`` epochs: linear per-step ramp from base to the stabilisation
+       lr;
+    2. stabilisation: constant ``lr_stab = max(base, stabilisation_factor x base x N)``;
+    3. decay: ``lr_stab x exp(-decay_coefficient x t)`` (``decay_shape`` ``exponential``)
+       or ``lr_stab / (1 + decay_coefficient x t)`` (``inverse_time``), ``t`` = whole
+       epochs since the decay started (0 on its first epoch), so the curve is continuous
+       where stabilisation ends.
 
-    The ``max(base, ...)`` floor means GreScale never trains *below* the 1-rank lr during
-    stabilisation; in particular at N = 1 warmup and stabilisation are exactly the base lr
-    and only the decay stage changes it.
+    What the thesis fixes (6.3.2): three stages; a default warmup of 5 epochs; the remaining
+    epochs split 4/7 stabilisation and 3/7 decay; a longer warmup shortens the stabilisation
+    while the decay keeps its length; the stabilisation lr is below base x N. What it leaves
+    open, and is a named parameter here with our default: the stabilisation lr
+    (``stabilisation_factor`` 0.5), the decay shape (``decay_shape`` exponential) and rate
+    (``decay_coefficient`` 0.1), the ramp's end point (the stabilisation lr) and the
+    ``max(base, ...)`` floor. The floor means GreScale never trains *below* the 1-rank lr
+    during stabilisation; in particular at N = 1 warmup and stabilisation are exactly the
+    base lr and only the decay stage changes it.
 
 Step decay (``step_decay_epochs``, ``step_decay_gamma``) is a multiplier applied on top of
 any policy: ``gamma ** (number of milestones <= epoch)``. With no milestones (the default)
@@ -41,7 +48,25 @@ from dataclasses import dataclass, field
 
 from segscale.study import POLICIES
 
+# Thesis 6.3.2: "The default initial durations for each stage are 5 epochs, 4/7 and 3/7 of the
+# total remaining training duration for the warmup, stabilization and Lr decay stages".
+THESIS_WARMUP_EPOCHS = 5
 DEFAULT_DECAY_FRACTION = 3 / 7
+DECAY_SHAPES = ("exponential", "inverse_time")
+# Tiny slack so that a share that is a half in exact arithmetic (0.7 x 5 = 3.5) rounds up
+# although its float product is 3.4999999999999996.
+_HALF_UP_SLACK = 1e-9
+
+# Where each GreScale parameter's default comes from (docs/training.md has the same table).
+NOT_IN_THESIS = "not specified by the thesis; our default"
+GRESCALE_SOURCES = {
+    "warmup_epochs": "thesis §6.3.2, §6.3.3 (5 epochs)",
+    "base_warmup_epochs": "thesis §6.3.2 (default warmup 5 epochs)",
+    "decay_fraction": "thesis §6.3.2 (3/7 of the remaining epochs; stabilisation 4/7)",
+    "stabilisation_factor": NOT_IN_THESIS,
+    "decay_shape": NOT_IN_THESIS,
+    "decay_coefficient": NOT_IN_THESIS,
+}
 
 
 @dataclass(frozen=True)
@@ -56,10 +81,18 @@ class Schedule:
         steps_per_epoch: optimizer steps per epoch (per-step ramps use it).
         warmup_epochs: warmup length for ``constant``, ``gradual`` and ``grescale``.
         stabilisation_factor: GreScale's reduction of the scaled target, in (0, 1].
-        decay_coefficient: GreScale's exponential decay rate k per epoch, >= 0.
-        decay_fraction: share of the post-warmup epochs spent decaying, in [0, 1].
+        decay_coefficient: GreScale's decay rate k per epoch, >= 0.
+        decay_fraction: GreScale's share of ``epochs - base_warmup_epochs`` spent decaying,
+            in [0, 1].
+        base_warmup_epochs: GreScale's default warmup W0, from which the decay length is
+            computed (thesis: 5).
+        decay_shape: GreScale's decay curve, one of :data:`DECAY_SHAPES`.
         step_decay_epochs: epochs at which step decay multiplies the lr by ``gamma``.
         step_decay_gamma: step decay factor, in (0, 1].
+
+    Raises:
+        ValueError: a value out of range (named), or, for ``grescale``, stage lengths that
+            leave no stabilisation epoch (:func:`grescale_stages`).
     """
 
     policy: str
@@ -67,10 +100,12 @@ class Schedule:
     n_ranks: int
     epochs: int
     steps_per_epoch: int = 1
-    warmup_epochs: int = 5
+    warmup_epochs: int = THESIS_WARMUP_EPOCHS
     stabilisation_factor: float = 0.5
     decay_coefficient: float = 0.1
     decay_fraction: float = DEFAULT_DECAY_FRACTION
+    base_warmup_epochs: int = THESIS_WARMUP_EPOCHS
+    decay_shape: str = "exponential"
     step_decay_epochs: tuple[int, ...] = field(default=())
     step_decay_gamma: float = 0.1
 
@@ -86,6 +121,8 @@ class Schedule:
             ("stabilisation_factor", 0 < self.stabilisation_factor <= 1, "in (0, 1]"),
             ("decay_coefficient", self.decay_coefficient >= 0, ">= 0"),
             ("decay_fraction", 0 <= self.decay_fraction <= 1, "in [0, 1]"),
+            ("base_warmup_epochs", self.base_warmup_epochs >= 0, ">= 0"),
+            ("decay_shape", self.decay_shape in DECAY_SHAPES, f"one of {DECAY_SHAPES}"),
             ("step_decay_gamma", 0 < self.step_decay_gamma <= 1, "in (0, 1]"),
             ("step_decay_epochs", all(e >= 1 for e in self.step_decay_epochs), "all >= 1"),
         )
@@ -93,40 +130,93 @@ class Schedule:
             if not ok:
                 raise ValueError(f"{name}: must be {expected}, got {getattr(self, name)!r}")
         object.__setattr__(self, "step_decay_epochs", tuple(sorted(self.step_decay_epochs)))
+        if self.policy == "grescale":
+            self.stages()  # refuse a split with no stabilisation epoch now, not mid-run
 
     @property
     def target_lr(self) -> float:
         """The linear-scaling target base x N."""
         return self.base_lr * self.n_ranks
 
+    def stages(self) -> tuple[int, int, int]:
+        """This schedule's GreScale (warmup, stabilisation, decay) lengths."""
+        return grescale_stages(self.epochs, self.warmup_epochs, self.decay_fraction,
+                               self.base_warmup_epochs)
+
+
+def grescale_decay_epochs(epochs: int, decay_fraction: float = DEFAULT_DECAY_FRACTION,
+                          base_warmup_epochs: int = THESIS_WARMUP_EPOCHS) -> int:
+    """Length of GreScale's decay stage: the base split's, whatever the actual warmup.
+
+    The base split (thesis 6.3.2) is: warmup ``W0 = min(base_warmup_epochs, epochs)``, then of
+    the ``R0 = epochs - W0`` remaining epochs, stabilisation ``S0`` = the share
+    ``(1 - decay_fraction) x R0`` rounded to the nearest epoch, **halves up**, and decay
+    ``D = R0 - S0`` (the rest). With the default 3/7 no half can occur (a seventh of an
+    integer is never k + 1/2), so the rule only matters for user fractions.
+
+    Raises:
+        ValueError: ``epochs < 1``, ``base_warmup_epochs < 0`` or a fraction outside [0, 1].
+    """
+    if epochs < 1 or base_warmup_epochs < 0:
+        raise ValueError(f"epochs must be >= 1 and base_warmup_epochs >= 0, got {epochs}, "
+                         f"{base_warmup_epochs}")
+    if not 0 <= decay_fraction <= 1:
+        raise ValueError(f"decay_fraction must be in [0, 1], got {decay_fraction}")
+    remaining = epochs - min(base_warmup_epochs, epochs)
+    stabilisation = math.floor((1 - decay_fraction) * remaining + 0.5 + _HALF_UP_SLACK)
+    return remaining - min(stabilisation, remaining)
+
 
 def grescale_stages(epochs: int, warmup_epochs: int,
-                    decay_fraction: float = DEFAULT_DECAY_FRACTION) -> tuple[int, int, int]:
-    """Lengths (warmup, stabilisation, decay) in epochs of a GreScale run.
+                    decay_fraction: float = DEFAULT_DECAY_FRACTION,
+                    base_warmup_epochs: int = THESIS_WARMUP_EPOCHS) -> tuple[int, int, int]:
+    """Lengths (warmup, stabilisation, decay) in epochs of a GreScale run (thesis 6.3.2).
+
+    The decay length ``D`` is the base split's (:func:`grescale_decay_epochs`): computed with
+    the default warmup ``base_warmup_epochs`` (5), it does not depend on ``warmup_epochs``.
+    Warmup and stabilisation share the rest: stabilisation = ``epochs - warmup_epochs - D``.
+    So a warmup lengthened by k epochs (the guideline's ``increase_warmup``) shortens the
+    stabilisation by k and leaves the decay as it was, and a shorter warmup lengthens the
+    stabilisation.
+
+    Examples (default 3/7, base warmup 5): 100 epochs with warmup 5 give (5, 54, 41),
+    warmup 7 gives (7, 52, 41); 120 epochs give (5, 66, 49); 12 give (5, 4, 3); runs of at
+    most 5 epochs have no decay stage (2 epochs, warmup 1: (1, 1, 0)).
 
     Args:
         epochs: planned epochs, >= 1.
-        warmup_epochs: requested warmup, >= 0; truncated to ``epochs``.
-        decay_fraction: share of the remaining epochs spent decaying, in [0, 1].
+        warmup_epochs: the actual warmup, >= 0.
+        decay_fraction: share of ``epochs - base_warmup_epochs`` spent decaying, in [0, 1].
+        base_warmup_epochs: the default warmup W0 the decay length is computed from, >= 0.
 
     Returns:
-        Three non-negative ints summing to ``epochs``. The decay length is
-        ``round(decay_fraction x remaining)`` (Python's round: halves go to even), the
-        stabilisation stage takes the rest, so 100 epochs with 5 warmup give (5, 54, 41) and
-        12 with 5 give (5, 4, 3). A warmup as long as the run leaves (epochs, 0, 0).
+        Three non-negative ints summing to ``epochs``, the stabilisation at least 1.
 
     Raises:
-        ValueError: on negative lengths or a fraction outside [0, 1].
+        ValueError: negative lengths, a fraction outside [0, 1], or no stabilisation epoch
+            left (the message names ``warmup_epochs``, ``decay_fraction``,
+            ``base_warmup_epochs`` and ``epochs``).
     """
-    if epochs < 1 or warmup_epochs < 0:
-        raise ValueError(f"epochs must be >= 1 and warmup_epochs >= 0, got {epochs}, "
-                         f"{warmup_epochs}")
-    if not 0 <= decay_fraction <= 1:
-        raise ValueError(f"decay_fraction must be in [0, 1], got {decay_fraction}")
-    warm = min(warmup_epochs, epochs)
-    remaining = epochs - warm
-    decay = round(decay_fraction * remaining)
-    return warm, remaining - decay, decay
+    if warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+    decay = grescale_decay_epochs(epochs, decay_fraction, base_warmup_epochs)
+    stabilisation = epochs - warmup_epochs - decay
+    if stabilisation < 1:
+        longest = epochs - decay - 1
+        fix = (f"lower warmup_epochs (at most {longest} here) or decay_fraction, or raise epochs"
+               if longest >= 0 else "lower decay_fraction or raise base_warmup_epochs or epochs")
+        raise ValueError(
+            f"GreScale: no stabilisation epoch left: epochs {epochs} - warmup_epochs "
+            f"{warmup_epochs} - decay {decay} (decay_fraction {decay_fraction:.6g} of epochs - "
+            f"base_warmup_epochs {base_warmup_epochs}) = {stabilisation}; {fix}")
+    return warmup_epochs, stabilisation, decay
+
+
+def grescale_max_warmup(epochs: int, decay_fraction: float = DEFAULT_DECAY_FRACTION,
+                        base_warmup_epochs: int = THESIS_WARMUP_EPOCHS) -> int:
+    """The longest warmup :func:`grescale_stages` accepts (one stabilisation epoch left);
+    -1 when even no warmup leaves one."""
+    return epochs - grescale_decay_epochs(epochs, decay_fraction, base_warmup_epochs) - 1
 
 
 def _ramp(start: float, stop: float, warmup_epochs: int, epoch: int, step: int,
@@ -139,6 +229,19 @@ def _ramp(start: float, stop: float, warmup_epochs: int, epoch: int, step: int,
 def stabilisation_lr(schedule: Schedule) -> float:
     """GreScale's plateau lr: ``max(base, stabilisation_factor x base x N)``."""
     return max(schedule.base_lr, schedule.stabilisation_factor * schedule.target_lr)
+
+
+def decay_multiplier(shape: str, coefficient: float, t: int) -> float:
+    """GreScale's decay factor ``t`` whole epochs into the decay (1 at t = 0).
+
+    ``exponential``: ``exp(-k t)``; ``inverse_time``: ``1 / (1 + k t)``. Both are > 0 and
+    fall faster as k grows (the guideline's ``increase_decay_coefficient``).
+    """
+    if shape == "exponential":
+        return math.exp(-coefficient * t)
+    if shape == "inverse_time":
+        return 1.0 / (1.0 + coefficient * t)
+    raise ValueError(f"decay_shape: unknown {shape!r}, expected one of {DECAY_SHAPES}")
 
 
 def step_decay_multiplier(schedule: Schedule, epoch: int) -> float:
@@ -180,14 +283,15 @@ def learning_rate(schedule: Schedule, epoch: int, step: int = 0) -> float:
         lr = (_ramp(s.base_lr, s.target_lr, warm, epoch, step, s.steps_per_epoch)
               if epoch < warm else s.target_lr)
     else:  # grescale
-        warm, stab, decay = grescale_stages(s.epochs, warm, s.decay_fraction)
+        warm, stab, decay = s.stages()
         plateau = stabilisation_lr(s)
         if epoch < warm:
             lr = _ramp(s.base_lr, plateau, warm, epoch, step, s.steps_per_epoch)
         elif epoch < warm + stab or decay == 0:
             lr = plateau
         else:
-            lr = plateau * math.exp(-s.decay_coefficient * (epoch - warm - stab))
+            lr = plateau * decay_multiplier(s.decay_shape, s.decay_coefficient,
+                                            epoch - warm - stab)
     return lr * step_decay_multiplier(s, epoch)
 
 
