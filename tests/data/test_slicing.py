@@ -95,6 +95,34 @@ def test_choose_slices_always_gives_min_count_length(length, count, start, size,
     assert got.min() >= 0 and got.max() < length and np.all(np.diff(got) > 0)
 
 
+@settings(max_examples=50, deadline=None)
+@given(shape=st.tuples(st.integers(1, 12), st.integers(1, 12), st.integers(1, 40)),
+       axis=st.integers(0, 2), count=st.integers(1, 50), select=st.sampled_from(
+           ["even", "labelled"]), margin=st.integers(0, 5), seed=st.integers(0, 1000))
+def test_choose_planes_test_split_takes_every_plane(shape, axis, count, select, margin, seed):
+    """Test volumes give every plane in order whatever count/select/margin and the label
+    say; train and val follow :func:`choose_slices`."""
+    label = (np.random.default_rng(seed).random(shape) < 0.05).astype(np.uint8)
+    params = SliceParams(axis=axis, count=count, select=select, margin=margin)
+    got = slicing.choose_planes(label, params, "test")
+    assert got.tolist() == list(range(shape[axis]))
+    np.testing.assert_array_equal(slicing.choose_planes(np.zeros_like(label), params, "test"),
+                                  got)  # the label plays no part
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(slicing.choose_planes(label, params, split),
+                                      slicing.choose_slices(label, params))
+
+
+def test_describe_selection_names_the_rule_of_each_split():
+    params = SliceParams(axis=1, count=7, select="labelled", margin=2)
+    assert slicing.describe_selection(params, "test") == "all planes along axis 1 (test split)"
+    assert slicing.describe_selection(params, "train") == (
+        "min(7, depth) planes along axis 1, spread evenly over the labelled extent plus a "
+        "margin of 2 on each side")
+    assert slicing.describe_selection(SliceParams(count=3, select="even"), "val") == (
+        "min(3, depth) planes along axis 2, spread evenly over the whole volume")
+
+
 def test_normalise_zscore_over_nonzero_mask():
     vol = np.zeros((4, 4, 4, 1), np.float32)
     vol[1:3, 1:3, 1:3, 0] = np.arange(8).reshape(2, 2, 2) + 10

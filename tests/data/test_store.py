@@ -146,3 +146,38 @@ def test_numeric_patient_ids_stay_strings(tmp_path):
     writer.write(0, np.zeros((2, 8, 8, 1)), np.zeros((2, 8, 8)))
     writer.commit(pd.DataFrame({"patient": ["001", "010"], "slice": [0, 1]}), {"n_classes": 2})
     assert SliceStore.open(tmp_path / "s").index["patient"].tolist() == ["001", "010"]
+
+
+@pytest.mark.parametrize("select", ["labelled", "even"])
+def test_test_store_holds_every_plane_train_and_val_follow_count(heart_task, tmp_path, select):
+    """`slices.count`/`select`/`margin` choose train and val planes only: the test store
+    has every plane of every volume in order, so no test label decides what is scored."""
+    from segscale.data.slicing import choose_slices, map_labels
+
+    planes = {}
+    for split in ("train", "val", "test"):
+        params, manifest = _build(heart_task, tmp_path / split, split,
+                                  slices={"count": 3, "select": select, "margin": 1})
+        store = SliceStore.open(tmp_path / split)
+        for patient in manifest["patients"]:
+            vol = manifest["volumes"][patient]
+            rows = store.index[store.index["patient"] == patient]
+            assert rows["slice"].tolist() == vol["slices"]
+            label = map_labels(np.asarray(nib.load(str(heart_task / vol["label"])).dataobj),
+                               params.label_map)
+            if split == "test":
+                assert vol["slices"] == list(range(vol["shape"][2])) == list(range(20))
+            else:
+                assert vol["slices"] == choose_slices(label, params.slices).tolist()
+                assert len(vol["slices"]) == 3
+            planes[split] = planes.get(split, 0) + len(vol["slices"])
+        assert manifest["count"] == len(store) == planes[split]
+        if split == "test":
+            assert manifest["selection"] == "all planes along axis 2 (test split)"
+            assert len(store) == 20 * len(manifest["patients"])
+        else:
+            where = ("the whole volume" if select == "even"
+                     else "the labelled extent plus a margin of 1 on each side")
+            assert manifest["selection"] == (f"min(3, depth) planes along axis 2, spread "
+                                             f"evenly over {where}")
+    assert planes["train"] == 3 * 3 and planes["val"] == 3  # 3 train, 1 val patient

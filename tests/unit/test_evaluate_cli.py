@@ -34,17 +34,9 @@ def label_volume(shift: int) -> np.ndarray:
     return vol
 
 
-@pytest.fixture
-def case(tmp_path):
-    """Source NIfTIs -> test store -> perfect pred.npy, inference.json, run.json."""
-    src = tmp_path / "raw"
-    src.mkdir()
-    vols = {}
-    for i, p in enumerate(("LA_001", "LA_002")):
-        nib.save(nib.Nifti1Image(label_volume(i), AFFINE), src / f"{p}.nii.gz")
-        vols[p] = load_volume(src / f"{p}.nii.gz")
-    planes = {"LA_001": np.arange(SHAPE[AXIS]), "LA_002": np.array([1, 2, 4])}
-    store = tmp_path / "store"
+def write_store(store, vols, planes):
+    """A test store of ``vols`` holding ``planes`` of each (every plane, as the data stage
+    builds test stores, unless a test asks for fewer); returns its labels."""
     writer = SliceStoreWriter(store, sum(len(v) for v in planes.values()), SIZE, 1, "float32")
     rows, meta, start = [], {}, 0
     for p, vol in vols.items():
@@ -61,7 +53,21 @@ def case(tmp_path):
         "dataset": "lasc", "split": "test", "count": len(rows), "n_classes": 2,
         "class_names": ["background", "left_atrium"], "image_shape": [*SIZE, 1],
         "volumes": meta, "params": {"size": list(SIZE), "axis": AXIS}})
-    labels = np.load(store / "labels.npy")
+    return np.load(store / "labels.npy")
+
+
+@pytest.fixture
+def case(tmp_path):
+    """Source NIfTIs -> test store (every plane) -> perfect pred.npy, inference.json,
+    run.json."""
+    src = tmp_path / "raw"
+    src.mkdir()
+    vols = {}
+    for i, p in enumerate(("LA_001", "LA_002")):
+        nib.save(nib.Nifti1Image(label_volume(i), AFFINE), src / f"{p}.nii.gz")
+        vols[p] = load_volume(src / f"{p}.nii.gz")
+    planes = {p: np.arange(SHAPE[AXIS]) for p in vols}
+    labels = write_store(tmp_path / "store", vols, planes)
     np.save(tmp_path / "pred.npy", labels)
     write_json(tmp_path / "inference.json", {"batch1_ms_per_image": 12.5,
                                              "batched_ms_per_image": 3.25, "batch_size": 8,
@@ -93,8 +99,14 @@ def test_perfect_prediction_end_to_end(case):
     assert set(metrics["levels"]) == {"slice", "volume", "split"}
     for level in metrics["levels"].values():
         assert "n" in level and "valid_counts" in level
-    assert metrics["levels"]["slice"]["n"] == 9
+    assert metrics["levels"]["slice"]["n"] == 12  # 2 volumes x 6 planes: every plane
     assert metrics["levels"]["volume"]["n"] == 2
+    assert metrics["test_planes"] == "all planes of every test volume along axis 2"
+    assert metrics["levels"]["volume"]["covers"] == {
+        "planes": 12, "voxels": 2 * 14 * 12 * 6, "volumes": 2, "grid": "source"}
+    assert metrics["levels"]["slice"]["covers"] == {
+        "planes": 12, "voxels": 12 * 16 * 16, "volumes": 2, "grid": "store [16, 16]"}
+    assert metrics["levels"]["split"]["covers"] == metrics["levels"]["slice"]["covers"]
     assert metrics["regions"] == {}
     assert metrics["inference"] == {"batch1_ms_per_image": 12.5, "batched_ms_per_image": 3.25,
                                     "batch_size": 8}
@@ -106,9 +118,8 @@ def test_perfect_prediction_end_to_end(case):
         np.testing.assert_allclose(img.affine, AFFINE)
         data = np.asarray(img.dataobj)
         assert data.dtype == np.uint8
-        expected = np.zeros(SHAPE, np.uint8)
-        expected[..., planes[p]] = vol.data[..., planes[p]]  # resized there and back: exact
-        np.testing.assert_array_equal(data, expected)
+        assert planes[p].tolist() == list(range(SHAPE[AXIS]))
+        np.testing.assert_array_equal(data, vol.data)  # every plane, there and back: exact
     assert not list((tmp / "out").rglob(".*partial*"))
 
 
@@ -121,7 +132,7 @@ def test_known_errors_hand_computed(case):
     assert main(argv(tmp)) == 0
     m = json.loads((tmp / "out" / "metrics.json").read_text())
     split = m["levels"]["split"]
-    total = 9 * 16 * 16
+    total = 12 * 16 * 16
     # truth foreground count in the store
     fg = int((np.load(tmp / "store" / "labels.npy") > 0).sum())
     assert split["per_class"]["dice"][1] == 0.0  # no foreground pixel predicted right
@@ -143,7 +154,7 @@ def test_known_errors_hand_computed(case):
 
 def test_nothing_predicted_anywhere_gives_nan_mean_distance(case):
     tmp, _, _ = case
-    np.save(tmp / "pred.npy", np.zeros((9, *SIZE), np.uint8))
+    np.save(tmp / "pred.npy", np.zeros((12, *SIZE), np.uint8))
     assert main(argv(tmp)) == 0
     m = json.loads((tmp / "out" / "metrics.json").read_text())
     assert math.isnan(m["summary"]["hd95"]) and m["summary"]["dice_fg"] == 0.0
@@ -158,17 +169,17 @@ def test_diverged_run_is_evaluated_and_keeps_status(case):
 
 
 def _bad_shape(tmp):
-    np.save(tmp / "pred.npy", np.zeros((9, 8, 8), np.uint8))
+    np.save(tmp / "pred.npy", np.zeros((12, 8, 8), np.uint8))
     return "pred.npy"
 
 
 def _bad_labels(tmp):
-    np.save(tmp / "pred.npy", np.full((9, *SIZE), 5, np.uint8))
+    np.save(tmp / "pred.npy", np.full((12, *SIZE), 5, np.uint8))
     return "pred.npy"
 
 
 def _float_pred(tmp):
-    np.save(tmp / "pred.npy", np.zeros((9, *SIZE), np.float32))
+    np.save(tmp / "pred.npy", np.zeros((12, *SIZE), np.float32))
     return "pred.npy"
 
 
@@ -202,9 +213,19 @@ def _incomplete_store(tmp):
     return "manifest.json"
 
 
+def _partial_store(tmp):
+    """A store of 3 of LA_002's 6 planes (as test stores were built before whole-volume
+    test stores), with a prediction that fits it."""
+    vols = {p: load_volume(tmp / "raw" / f"{p}.nii.gz") for p in ("LA_001", "LA_002")}
+    labels = write_store(tmp / "store", vols, {"LA_001": np.arange(SHAPE[AXIS]),
+                                               "LA_002": np.array([1, 2, 4])})
+    np.save(tmp / "pred.npy", labels)
+    return "built before whole-volume test stores"
+
+
 BAD_INPUTS = {f.__name__.lstrip("_"): f for f in (
     _bad_shape, _bad_labels, _float_pred, _missing_pred, _not_npy, _bad_status, _missing_run,
-    _inference_key, _incomplete_store)}
+    _inference_key, _incomplete_store, _partial_store)}
 
 
 @pytest.mark.parametrize("name", sorted(BAD_INPUTS))

@@ -153,6 +153,10 @@ def test_perfect_prediction_scores_one(four_class_store):
     assert out["summary"]["hd95"] == 0.0 and out["summary"]["avg_hausdorff"] == 0.0
     assert out["levels"]["slice"]["n"] == 12 and out["levels"]["volume"]["n"] == 2
     assert out["levels"]["split"]["n"] == 12 and out["levels"]["split"]["n_volumes"] == 2
+    whole = {"planes": 12, "voxels": 2 * 12 * 10 * 6, "volumes": 2}
+    assert out["levels"]["volume"]["covers"] == {**whole, "grid": "source"}
+    for level in ("slice", "split"):  # native size: the store grid is the source grid
+        assert out["levels"][level]["covers"] == {**whole, "grid": "store [12, 10]"}
     for region in BRATS_REGIONS:
         for level in ("slice", "volume", "split"):
             assert out["regions"][region][level]["dice"] == 1.0
@@ -210,16 +214,34 @@ def test_missing_class_gives_inf_distance_counted_not_averaged(tmp_path):
         M.confusion_matrix(np.array(store.labels), pred, 2)).value)
 
 
-def test_subset_of_planes_and_resizing(tmp_path):
+def test_resized_store_is_reassembled_into_whole_volumes(tmp_path):
     rng = np.random.default_rng(5)
     vol = blob_volume(rng, (9, 11, 7), 2)
-    store = make_store(tmp_path / "s", {"A": vol}, 2, axis=0, size=(16, 16),
-                       planes={"A": [1, 4, 6]})
+    store = make_store(tmp_path / "s", {"A": vol}, 2, axis=0, size=(16, 16))
     seen = {}
     out = evaluate_store(store, np.array(store.labels), lambda p, v: seen.update({p: v}))
     assert seen["A"].shape == vol.shape
-    assert not seen["A"][[0, 2, 3, 5, 7, 8]].any()  # planes never stored are background
+    for z in range(9):  # every plane predicted: the stored slice resized back to 11 x 7
+        np.testing.assert_array_equal(seen["A"][z],
+                                      slicing.resize_label(store.labels[z], (11, 7)))
     assert out["levels"]["volume"]["dice"] == 1.0
+    assert out["levels"]["volume"]["covers"] == {"planes": 9, "voxels": 9 * 11 * 7,
+                                                 "volumes": 1, "grid": "source"}
+    assert out["levels"]["slice"]["covers"] == {"planes": 9, "voxels": 9 * 16 * 16,
+                                                "volumes": 1, "grid": "store [16, 16]"}
+    assert out["test_planes"] == "all planes of every test volume along axis 0"
+
+
+@pytest.mark.parametrize("planes", [[1, 4, 6], [0, 1, 2, 3, 4, 5, 6, 7, 8, 8], [1, 2, 3, 4,
+                                                                                  5, 6, 7, 8]])
+def test_store_lacking_planes_is_refused(tmp_path, planes):
+    """A store of a subset of planes (built before whole-volume test stores) would score
+    partial volumes: refused, naming the store, whatever the prediction."""
+    vol = blob_volume(np.random.default_rng(5), (9, 11, 7), 2)
+    store = make_store(tmp_path / "s", {"A": vol}, 2, axis=0, planes={"A": planes})
+    with pytest.raises(ValueError, match=r"/s: patient A has .* planes.*built before "
+                                         r"whole-volume test stores.*rebuild"):
+        evaluate_store(store, np.array(store.labels))
 
 
 def test_shape_mismatch_raises(four_class_store):

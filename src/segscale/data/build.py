@@ -1,5 +1,7 @@
 """Build one split's slice store from raw volumes: channels, normalisation, slice choice,
 resize, label mapping; volumes processed in parallel, rows written in patient order.
+The test store holds every plane of every volume; ``slices.count``/``select``/``margin``
+choose the planes of train and val only (``manifest.json`` ``selection`` says which).
 
 CLI: ``python -m segscale.data.build --name NAME --params JSON --inspect inspect.json
 --split-file split.json --split train --out DIR [--threads N]``.
@@ -54,17 +56,18 @@ def verified_sha256(path: Path, expected: str) -> str:
     return actual
 
 
-def slice_indices(job: VolumeJob, params: DatasetParams) -> np.ndarray:
-    """The slices this volume contributes (reads only the label)."""
+def slice_indices(job: VolumeJob, params: DatasetParams, split: str) -> np.ndarray:
+    """The slices this volume contributes to ``split`` (reads only the label); every plane
+    for the test split (:func:`segscale.data.slicing.choose_planes`)."""
     label = slicing.map_labels(load_volume(job.label).data, params.label_map)
-    return slicing.choose_slices(label, params.slices)
+    return slicing.choose_planes(label, params.slices, split)
 
 
-def process_volume(job: VolumeJob, params: DatasetParams) -> dict:
-    """Everything one volume contributes to the store, plus its provenance."""
+def process_volume(job: VolumeJob, params: DatasetParams, split: str) -> dict:
+    """Everything one volume contributes to the ``split`` store, plus its provenance."""
     image, label = load_volume(job.image), load_volume(job.label)
     classes = slicing.map_labels(label.data, params.label_map)
-    indices = slicing.choose_slices(classes, params.slices)
+    indices = slicing.choose_planes(classes, params.slices, split)
     volume = slicing.normalise(slicing.select_channels(image.data, params.channels),
                                params.normalise)
     images, labels = slicing.slice_volume(volume, classes, indices, params.slices.axis,
@@ -103,14 +106,16 @@ def build_store(params: DatasetParams, report: dict, split_file: dict, split: st
                       (cases[p]["sha256"]["image"], cases[p]["sha256"]["label"]))
             for p in patients]
     with ProcessPoolExecutor(max(1, threads)) as pool:
-        counts = [len(ix) for ix in pool.map(slice_indices, jobs, [params] * len(jobs))]
+        counts = [len(ix) for ix in pool.map(slice_indices, jobs, [params] * len(jobs),
+                                             [split] * len(jobs))]
         writer = SliceStoreWriter(out, sum(counts), params.size, len(params.channels),
                                   params.image_dtype)
         rows, volumes, sources = [], {}, []
         pixel_counts = np.zeros(params.n_classes, dtype=np.int64)
         try:
             start = 0
-            results = pool.map(process_volume, jobs, [params] * len(jobs))
+            results = pool.map(process_volume, jobs, [params] * len(jobs),
+                               [split] * len(jobs))
             for job, res in tqdm(zip(jobs, results), total=len(jobs), desc=f"slice {split}",
                                  unit="vol"):
                 writer.write(start, res["images"], res["labels"])
@@ -120,7 +125,8 @@ def build_store(params: DatasetParams, report: dict, split_file: dict, split: st
                           "image": cases[job.patient]["image"],
                           "label": cases[job.patient]["label"]} for z in res["indices"]]
                 volumes[job.patient] = {"shape": res["shape"], "affine": res["affine"],
-                                        "spacing": res["spacing"], "slices": res["indices"],
+                                        "spacing": res["spacing"],
+                                        "slices": [int(z) for z in res["indices"]],
                                         "image": cases[job.patient]["image"],
                                         "label": cases[job.patient]["label"]}
                 sources += [{"file": cases[job.patient][k], "sha256": res["sha256"][k]}
@@ -132,6 +138,7 @@ def build_store(params: DatasetParams, report: dict, split_file: dict, split: st
                 "image_shape": [*params.size, len(params.channels)],
                 "image_dtype": params.image_dtype, "patients": patients,
                 "volumes": volumes, "params": {**params.to_dict(), "axis": params.slices.axis},
+                "selection": slicing.describe_selection(params.slices, split),
                 "sources": sources, "class_pixel_counts": pixel_counts.tolist(),
                 "environment": describe_environment(),
             }

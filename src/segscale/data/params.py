@@ -19,7 +19,10 @@ def _reject_unknown(cls: type, mapping: dict, where: str) -> None:
 
 @dataclass(frozen=True)
 class SliceParams:
-    """Which 2D slices a volume gives.
+    """Which 2D slices a volume gives: ``axis`` for every split; ``count``, ``select`` and
+    ``margin`` for train and val only (the test store holds every plane along ``axis``, see
+    :func:`segscale.data.slicing.choose_planes`: a training/validation device, never a
+    choice of which test planes are scored).
 
     ``select``: ``even`` spreads ``count`` slices evenly over the whole volume; ``labelled``
     spreads them over the labelled extent widened by ``margin`` slices on each side (a volume

@@ -67,6 +67,33 @@ def choose_slices(label: np.ndarray, params: SliceParams) -> np.ndarray:
     return np.unique(np.round(np.linspace(lo, hi, min(params.count, hi - lo + 1))).astype(int))
 
 
+WHOLE_VOLUME_SPLITS = ("test",)
+"""Splits whose stores hold every plane: ``slices.count``/``select``/``margin`` (and so the
+labels) never decide which planes are scored."""
+
+
+def choose_planes(label: np.ndarray, params: SliceParams, split: str) -> np.ndarray:
+    """Indices along ``params.axis`` that one volume of ``split`` contributes to its store.
+
+    Test volumes give every plane in order, whatever ``count``, ``select`` and ``margin``
+    say: a test prediction is scored on whole volumes, and which planes are scored never
+    depends on the test labels. Train and val follow :func:`choose_slices`.
+    """
+    if split in WHOLE_VOLUME_SPLITS:
+        return np.arange(label.shape[params.axis])
+    return choose_slices(label, params)
+
+
+def describe_selection(params: SliceParams, split: str) -> str:
+    """How :func:`choose_planes` picks the planes of ``split``, for the store's manifest."""
+    if split in WHOLE_VOLUME_SPLITS:
+        return f"all planes along axis {params.axis} ({split} split)"
+    where = ("the whole volume" if params.select == "even" else
+             f"the labelled extent plus a margin of {params.margin} on each side")
+    return (f"min({params.count}, depth) planes along axis {params.axis}, spread evenly over "
+            f"{where}")
+
+
 def normalise(volume: np.ndarray, params: NormaliseParams) -> np.ndarray:
     """Per-channel intensity normalisation of a (x, y, z, c) volume, as float32.
 

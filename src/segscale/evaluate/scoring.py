@@ -1,17 +1,23 @@
 """Score a test store's prediction per slice, per reassembled 3D volume and over the split.
 
-Levels (``metrics.json`` ``levels``):
+Test planes: the test store holds every plane of every test volume along the slicing axis,
+in order (``slices.count``/``select``/``margin`` shape train and val only, see
+:func:`segscale.data.slicing.choose_planes`), so nothing about which planes are scored
+depends on the test labels. A store lacking planes (built before whole-volume test stores)
+is refused rather than scored as partial volumes.
 
-* ``slice``: one confusion matrix per store row (at the store's resolution); each metric is
-  computed per slice, then averaged over the slices where it is defined.
-* ``volume``: each patient's stored slices are put back into the source geometry
-  (:func:`reassemble`, the inverse of the data stage's slicing) for truth and prediction
-  alike; overlap metrics come from the confusion matrix over the stored planes only (planes
-  that were never stored are background in both and would only inflate background counts),
-  surface distances from the whole reassembled 3D volumes with the source voxel spacing.
-  Where the store skipped planes inside the object (``slices.count`` below its extent), those
-  planes are empty in both masks, so distances are those of the stored planes stacked in
-  place: comparable between runs on the same store, not with full-volume challenge numbers.
+Levels (``metrics.json`` ``levels``; each records what it covers in ``covers``: ``planes``,
+``voxels``, ``volumes`` and the ``grid`` they are counted on):
+
+* ``slice``: one confusion matrix per store row, i.e. per plane of every test volume, at the
+  store's resolution ([H, W]); each metric is computed per slice, then averaged over the
+  slices where it is defined.
+* ``volume``: each patient's slices are put back into the source geometry
+  (:func:`reassemble`, the inverse of the data stage's slicing) to give the whole predicted
+  volume, scored against the source label volume (``volume_truth``; the store's labels
+  reassembled when the source is not readable). The confusion matrix and every surface
+  distance (with the source voxel spacing) cover the whole volume, every voxel of every
+  plane: comparable with full-volume challenge numbers.
 * ``split``: one pooled confusion matrix over every slice (the headline ``summary``).
 
 Reported per level: ``n`` (units: slices, volumes; for ``split`` the slices pooled),
@@ -41,7 +47,12 @@ from tqdm import tqdm
 from segscale.data.store import SliceStore
 from segscale.evaluate import metrics as M
 from segscale.evaluate.surface import SurfaceDistances, bounding_box, surface_metrics
-from segscale.evaluate.volumes import patient_layout, reassemble, store_axis
+from segscale.evaluate.volumes import (
+    patient_layout,
+    reassemble,
+    require_whole_volumes,
+    store_axis,
+)
 
 log = logging.getLogger(__name__)
 
@@ -239,15 +250,17 @@ def evaluate_store(store: SliceStore, pred: np.ndarray, volume_sink: VolumeSink 
         progress: show tqdm bars.
         volume_truth: ``volume_truth(patient)`` gives the source label volume (classes after
             the label map) to score reassembled predictions against; without it the truth
-            is reassembled from the store, which is exact only when slices were not
-            downsampled (nearest-neighbour down- and up-sampling loses thin structures).
+            is reassembled from the store (every plane), which is exact only when slices
+            were not downsampled (nearest-neighbour down- and up-sampling loses thin
+            structures).
 
     Returns:
         ``{"summary", "levels", "regions"}`` as ``metrics.json`` holds them.
 
     Raises:
         ValueError: shape mismatch between ``pred`` and the store labels, labels outside
-            ``[0, n_classes)``, or an incomplete manifest.
+            ``[0, n_classes)``, an incomplete manifest, or a store that lacks planes of a
+            volume (built before whole-volume test stores).
     """
     labels = store.labels
     if pred.shape != labels.shape:
@@ -257,6 +270,7 @@ def evaluate_store(store: SliceStore, pred: np.ndarray, volume_sink: VolumeSink 
     regions = regions_for(k)
     axis = store_axis(store)
     layout = patient_layout(store)
+    require_whole_volumes(store, layout, axis)
 
     confs = slice_confusions(labels, pred, k, progress)
     pooled = confs.sum(axis=0)
@@ -273,8 +287,7 @@ def evaluate_store(store: SliceStore, pred: np.ndarray, volume_sink: VolumeSink 
                 raise ValueError(f"patient {pat.patient}: source label shape "
                                  f"{truth_vol.shape} differs from the manifest's {pat.shape}")
         pred_vol = reassemble(np.asarray(pred[pat.rows]), pat.slices, axis, pat.shape)
-        vol_confs[v] = M.confusion_matrix(np.take(truth_vol, pat.slices, axis=axis),
-                                          np.take(pred_vol, pat.slices, axis=axis), k)
+        vol_confs[v] = M.confusion_matrix(truth_vol, pred_vol, k)  # every plane
         # every scored mask excludes background (k > 1), so its surfaces lie in this box
         box = bounding_box((truth_vol > 0) | (pred_vol > 0)) if k > 1 else (slice(None),) * 3
         t_box, p_box = truth_vol[box], pred_vol[box]
@@ -290,6 +303,14 @@ def evaluate_store(store: SliceStore, pred: np.ndarray, volume_sink: VolumeSink 
     levels = {"slice": summarise_units(confs), "volume": summarise_units(vol_confs),
               "split": summarise_pooled(pooled, len(confs))}
     levels["split"]["n_volumes"] = len(layout)
+    stored = {"planes": int(len(labels)), "voxels": int(np.prod(labels.shape)),
+              "volumes": len(layout), "grid": f"store {list(labels.shape[1:])}"}
+    levels["slice"]["covers"] = dict(stored)
+    levels["split"]["covers"] = dict(stored)
+    levels["volume"]["covers"] = {
+        "planes": sum(int(pat.shape[axis]) for pat in layout),
+        "voxels": sum(int(np.prod(pat.shape)) for pat in layout),
+        "volumes": len(layout), "grid": "source"}
     class_dist = summarise_distances(dist[:, :n_fg])
     levels["volume"].update(class_dist["values"])
     levels["volume"]["valid_counts"].update(class_dist["valid_counts"])
@@ -321,6 +342,7 @@ def evaluate_store(store: SliceStore, pred: np.ndarray, volume_sink: VolumeSink 
     summary["dice_fg"] = split["dice_fg"]
     summary["assd"] = class_dist["values"]["assd"]
     return {"summary": summary, "levels": levels, "regions": region_out,
+            "test_planes": f"all planes of every test volume along axis {axis}",
             "volume_truth": "store" if volume_truth is None else "source"}
 
 

@@ -106,6 +106,26 @@ def patient_layout(store: SliceStore) -> list[PatientSlices]:
     return out
 
 
+def require_whole_volumes(store: SliceStore, layout: Sequence[PatientSlices],
+                          axis: int) -> None:
+    """Every patient of ``layout`` has each plane along ``axis`` exactly once in the store.
+
+    The data stage stores every plane of every test volume; a store that lacks planes would
+    score partial volumes (planes never predicted count as background), so it is refused.
+
+    Raises:
+        ValueError: a patient with missing or repeated planes (names the store).
+    """
+    for pat in layout:
+        depth = pat.shape[axis]
+        if len(pat.slices) != depth or not np.array_equal(pat.slices, np.arange(depth)):
+            raise ValueError(
+                f"{store.directory}: patient {pat.patient} has {len(pat.slices)} stored planes "
+                f"for the {depth} planes along axis {axis} of its volume; test stores hold "
+                "every plane, this one was built before whole-volume test stores (or is not "
+                "a test store): rebuild it")
+
+
 def store_axis(store: SliceStore) -> int:
     params = store.manifest.get("params", {})
     axis = params.get("axis", params.get("slices", {}).get("axis"))
