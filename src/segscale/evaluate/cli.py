@@ -1,8 +1,11 @@
 """Evaluate one run's test prediction: ``python -m segscale.evaluate``.
 
 Reads the test store, ``pred.npy``, ``inference.json`` and ``run.json`` (docs/formats.md);
-writes ``metrics.json`` and one ``{patient}.nii.gz`` per test patient, all atomically. A
-``diverged`` run is still evaluated (its prediction exists) and keeps its status.
+writes ``metrics.json`` and one ``{patient}.nii.gz`` per test patient, all atomically. The
+test store holds every plane of every test volume, so the NIfTI predictions are complete
+volumes and the volume level scores them whole; a store lacking planes (built before
+whole-volume test stores) is refused. A ``diverged`` run is still evaluated (its prediction
+exists) and keeps its status.
 
 CLI::
 
