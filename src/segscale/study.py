@@ -131,6 +131,7 @@ class RunRecord:
     horovod: dict[str, bool] | None = None
     fingerprint: str | None = None
     rank_weight_digests: list[str] | None = None
+    rank_seeds: list[int] | None = None  # each rank's dropout seed (train.record.rank_seed)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from train_helpers import TINY, run_python, run_train
 
+from segscale.train.record import rank_seeds
 from segscale.train.schedules import Schedule, epoch_learning_rates
 
 pytestmark = [pytest.mark.horovod, pytest.mark.slow]
@@ -19,6 +20,7 @@ def test_two_ranks_hold_identical_weights(two_rank_run, train_python):
     assert man["status"] == "ok" and man["n_ranks"] == 2 and len(man["hosts"]) == 2
     digests = man["rank_weight_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
+    assert man["error"] is None and man["rank_seeds"] == rank_seeds(0, 2)
     # the exported model holds those same weights
     out = run_python(train_python, f"""
 import tensorflow as tf
@@ -173,3 +175,59 @@ main = [l.name for l in b.layers if type(l) is tf.keras.layers.Conv2D
 print(same, first, len(main), b.output_shape)
 """)
     assert out.strip().splitlines()[-1] == "True True 16 (None, 32, 32, 2)"
+
+
+def test_dropout_masks_differ_per_rank_and_repeat(train_python):
+    """What resume() does: the run's seed, then the model (the same initial weights on every
+    rank), then the rank's own seed: dropout differs across ranks, reproducibly per rank."""
+    out = run_python(train_python, """
+import numpy as np, tensorflow as tf
+from segscale.models import build_model
+from segscale.train.record import rank_seed, weights_digest
+x = np.ones((2, 32, 32, 1), np.float32)
+for rank in (0, 1, 1):
+    tf.keras.utils.set_random_seed(5)
+    m = build_model("unet", (32, 32, 1), 3, {"depth": 2, "base_filters": 4, "dropout": 0.5})
+    tf.keras.utils.set_random_seed(rank_seed(5, rank))
+    step = tf.function(lambda t: m(t, training=True))
+    w = weights_digest(m.get_weights())[:12]
+    y = weights_digest([step(x).numpy()])[:12]
+    m.compile(optimizer=tf.keras.optimizers.legacy.SGD(0.1),
+              loss="sparse_categorical_crossentropy")
+    m.fit(x, np.ones((2, 32, 32), np.uint8), batch_size=2, epochs=1, verbose=0, shuffle=False)
+    print(w, y, weights_digest(m.get_weights())[:12])
+""")
+    (w0, y0, f0), (w1, y1, f1), (w1b, y1b, f1b) = (
+        line.split() for line in out.strip().splitlines()[-3:])
+    assert w0 == w1 == w1b, "initial weights must not depend on the rank"
+    assert y0 != y1, "ranks 0 and 1 drew the same dropout masks"
+    assert f0 != f1, "ranks 0 and 1 drew the same dropout masks in fit"
+    assert y1 == y1b and f1 == f1b, "a rank's dropout masks must be reproducible"
+
+
+def test_two_ranks_with_dropout_agree(train_python, stores, tmp_path):
+    """Different masks per rank, averaged gradients: the weights still agree."""
+    hp = {**TINY, "epochs": 1, "model": {**TINY["model"], "dropout": 0.5}}
+    run = run_train(train_python, stores, tmp_path / "dropout", hp, ranks=2)
+    assert run.proc.returncode == 0, run.proc.stderr[-4000:]
+    man = run.manifest
+    assert man["status"] == "ok" and man["error"] is None
+    assert man["rank_weight_digests"][0] == man["rank_weight_digests"][1]
+    assert man["rank_seeds"] == rank_seeds(0, 2)
+
+
+def test_ranks_with_different_weights_fail_the_run(train_python, stores, tmp_path):
+    """Rank 1's weights perturbed after fit (test hook): run.json says failed and why, the
+    model is still written and the exit code stays 0 (the workflow records the row)."""
+    out = tmp_path / "disagree"
+    run = run_train(train_python, stores, out, {**TINY, "epochs": 1}, ranks=2,
+                    env={"SEGSCALE_FAULT_PERTURB_RANK": "1"})
+    assert run.proc.returncode == 0, run.proc.stderr[-4000:]
+    man = run.manifest
+    assert man["status"] == "failed"
+    assert man["error"] == ("ranks hold different weights after training: rank 1 differs "
+                            "from rank 0 (2 ranks)")
+    digests = man["rank_weight_digests"]
+    assert len(digests) == 2 and digests[0] != digests[1]
+    assert man["epochs_completed"] == 1 and (out / "model.keras").is_file()
+    assert not (out / "ckpt").exists(), "a rerun must train again, not resume and pass"

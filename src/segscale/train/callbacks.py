@@ -32,6 +32,7 @@ from segscale.train.schedules import Schedule, learning_rate
 log = logging.getLogger(__name__)
 
 FAULT_SIGNAL_ENV = "SEGSCALE_FAULT_SIGNAL_AFTER_EPOCH"
+FAULT_PERTURB_ENV = "SEGSCALE_FAULT_PERTURB_RANK"
 
 
 class StopRun(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -333,3 +334,22 @@ class StopCallback(tf.keras.callbacks.Callback):
             raise StopRun("preempted", f"signal received by a rank, after epoch {epoch}")
         if self.state.finish_reason == "early_stopped":
             raise StopRun("early_stopped", f"no val_loss improvement, after epoch {epoch}")
+
+
+class FaultPerturbCallback(tf.keras.callbacks.Callback):
+    """``SEGSCALE_FAULT_PERTURB_RANK=k`` makes rank ``k`` add 1e-3 to its first weight array
+    when ``fit`` ends, so its weights differ from rank 0's (tests and drills of the check
+    that makes such a run ``failed``); without it, nothing."""
+
+    def __init__(self, rank: int) -> None:
+        super().__init__()
+        fault = os.environ.get(FAULT_PERTURB_ENV, "").strip()
+        self.active = fault.isdigit() and int(fault) == rank
+
+    def on_train_end(self, logs=None):
+        if self.active:
+            log.warning("%s=%s: perturbing this rank's weights", FAULT_PERTURB_ENV,
+                        os.environ[FAULT_PERTURB_ENV])
+            weights = self.model.get_weights()
+            weights[0] = weights[0] + np.asarray(1e-3, weights[0].dtype)
+            self.model.set_weights(weights)

@@ -1,5 +1,6 @@
 """What a rank knows from its launcher before Horovod starts: its rank for log lines, the
-number of ranks, and the preemption signals it must catch from the first instant."""
+number of ranks, the preemption signals it must catch from the first instant, and which GPU
+it may take (no two ranks of a node on one GPU)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from typing import NamedTuple
 
 log = logging.getLogger("segscale.train")
 
@@ -74,3 +76,42 @@ class SignalFlag:
 
     def is_set(self) -> bool:
         return self.event.is_set()
+
+
+class GpuPlacement(NamedTuple):
+    """Where one rank trains, as every rank reports it (gathered before training)."""
+
+    host: str
+    local_size: int   # ranks on this host
+    gpus_seen: int    # GPUs visible to this rank (0: CPU)
+    gpu: str | None   # the GPU it takes: its CUDA_VISIBLE_DEVICES entry, else its index
+
+
+def gpu_placement(host: str, local_rank: int, local_size: int, gpus_seen: int,
+                  cuda_visible_devices: str | None = None) -> GpuPlacement:
+    """This rank's GPU: visible GPU ``local_rank % gpus_seen``, named by its
+    ``CUDA_VISIBLE_DEVICES`` entry when that is set (a launcher that binds one GPU per rank,
+    e.g. Slurm's ``--ntasks-per-gpu=1``, gives each rank a different one), else by index."""
+    if not gpus_seen:
+        return GpuPlacement(host, local_size, 0, None)
+    index = local_rank % gpus_seen
+    ids = [v.strip() for v in (cuda_visible_devices or "").split(",") if v.strip()]
+    return GpuPlacement(host, local_size, gpus_seen, ids[index] if index < len(ids) else
+                        str(index))
+
+
+def gpu_conflict(placements: list[GpuPlacement]) -> str | None:
+    """None when no two ranks take the same GPU of the same host, else the refusal: the
+    ranks, host, local size, GPUs seen and the fix. CPU ranks never conflict."""
+    taken: dict[tuple[str, str], int] = {}
+    for rank, p in enumerate(placements):
+        if p.gpu is None:
+            continue
+        first = taken.setdefault((p.host, p.gpu), rank)
+        if first != rank:
+            return (f"ranks {first} and {rank} would share GPU {p.gpu} on {p.host}: "
+                    f"{p.local_size} ranks on that node (local size) but {p.gpus_seen} GPU(s) "
+                    "visible to each; run one rank per GPU (config gpus_per_node; by hand: "
+                    "srun --ntasks-per-node=<GPUs per node> or --ntasks-per-gpu=1, "
+                    "horovodrun -H host:<GPUs per node>)")
+    return None

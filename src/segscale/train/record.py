@@ -1,5 +1,6 @@
 """What a run leaves behind besides its model: ``history.csv``, ``run.json``, resource
-samples, and the digests that identify a resumable checkpoint and equal weights on ranks."""
+samples, the digests that identify a resumable checkpoint and equal weights on ranks, and the
+per-rank seeds of stochastic layers."""
 
 from __future__ import annotations
 
@@ -32,6 +33,34 @@ def weights_digest(weights: list[np.ndarray]) -> str:
     for w in weights:
         digest.update(np.ascontiguousarray(w).tobytes())
     return digest.hexdigest()
+
+
+def weights_agree(digests: list[str]) -> str | None:
+    """None when every rank holds rank 0's weights, else why the run cannot be trusted (the
+    ranks that differ from rank 0, named): synchronous data-parallel training keeps the
+    weights equal on every rank, so a difference means a rank trained on its own."""
+    differ = [k for k, d in enumerate(digests) if d != digests[0]]
+    if not differ:
+        return None
+    ranks = ", ".join(map(str, differ))
+    which = f"ranks {ranks} differ" if len(differ) > 1 else f"rank {ranks} differs"
+    return (f"ranks hold different weights after training: {which} from rank 0 "
+            f"({len(digests)} ranks)")
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of this rank's stochastic layers (dropout): the first 32-bit word of the
+    ``rank``-th child of ``numpy.random.SeedSequence(seed)`` (what ``SeedSequence(seed)
+    .spawn(n)[rank]`` gives), so it depends on (seed, rank) only and differs between ranks.
+    The data order, ``default_rng([seed, rank, epoch])`` (:mod:`.batches`), is another
+    stream of the same (seed, rank)."""
+    child = np.random.SeedSequence(seed, spawn_key=(rank,))
+    return int(child.generate_state(1, np.uint32)[0])
+
+
+def rank_seeds(seed: int, n_ranks: int) -> list[int]:
+    """:func:`rank_seed` of every rank, as ``run.json`` records them."""
+    return [rank_seed(seed, k) for k in range(n_ranks)]
 
 
 def write_history(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -4,15 +4,18 @@ One process per rank, started by ``horovodrun -np N``, ``srun`` or ``mpirun`` (o
 one rank). :func:`run` is :func:`set_up` (Horovod, devices, stores, schedule), :func:`resume`
 (model, optimizer, the last verified checkpoint), :func:`make_callbacks`, :func:`fit` and
 :func:`finalise` (model, history, resources, ``run.json``). Each rank pins its GPU by local
-rank, reads its own shard of the slice store (reshuffled every epoch from
-``(seed, rank, epoch)``) and trains with ``hvd.DistributedOptimizer``; rank 0 alone writes the
-run directory (docs/formats.md) and the checkpoints. The CLI is :mod:`segscale.train.__main__`.
+rank (two ranks of a node on one GPU are refused), reads its own shard of the slice store
+(reshuffled every epoch from ``(seed, rank, epoch)``), draws its dropout masks from its own
+seed (:func:`~segscale.train.record.rank_seed`) and trains with ``hvd.DistributedOptimizer``;
+rank 0 alone writes the run directory (docs/formats.md) and the checkpoints. Ranks whose final
+weights differ make the run ``failed``. The CLI is :mod:`segscale.train.__main__`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import socket
 from dataclasses import dataclass
@@ -22,13 +25,16 @@ from typing import Any
 import numpy as np
 
 from segscale.fileio import atomic_path
-from segscale.study import DIVERGED, EARLY_STOPPED, OK, PREEMPTED
+from segscale.study import DIVERGED, EARLY_STOPPED, FAILED, OK, PREEMPTED
 from segscale.train.batches import train_batches, val_batches
 from segscale.train.config import RunSpec, TrainConfig
-from segscale.train.launch import set_rank
+from segscale.train.launch import GpuPlacement, gpu_conflict, gpu_placement, set_rank
 from segscale.train.record import (
     base_record,
     fingerprint,
+    rank_seed,
+    rank_seeds,
+    weights_agree,
     weights_digest,
     write_history,
     write_record,
@@ -43,18 +49,21 @@ EXIT_USAGE = 2
 EXIT_PREEMPTED = 75
 
 
-def configure_devices(tf, hvd, threads: int) -> str:
-    """Pin this rank's GPU (memory growth on) or its CPU threads; describe the device."""
+def configure_devices(tf, hvd, threads: int, host: str) -> tuple[str, GpuPlacement]:
+    """Pin this rank's GPU (memory growth on) or its CPU threads; describe the device and
+    where it is, for :func:`~segscale.train.launch.gpu_conflict` once every rank has said."""
     gpus = tf.config.list_physical_devices("GPU")
+    placement = gpu_placement(host, hvd.local_rank(), hvd.local_size(), len(gpus),
+                              os.environ.get("CUDA_VISIBLE_DEVICES"))
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
     if gpus:
         tf.config.set_visible_devices(gpus[hvd.local_rank() % len(gpus)], "GPU")
-        return f"GPU {hvd.local_rank() % len(gpus)}"
+        return f"GPU {hvd.local_rank() % len(gpus)}", placement
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-    return f"CPU x{threads or 'auto'} threads"
+    return f"CPU x{threads or 'auto'} threads", placement
 
 
 def make_optimizer(tf, cfg: TrainConfig, lr: float):
@@ -116,7 +125,8 @@ def set_up(spec: RunSpec, cfg: TrainConfig) -> Setup:
     """Start Horovod, pin the device, open the stores and plan steps and the lr schedule.
 
     Raises:
-        ValueError: stores of different image shapes, or a batch larger than a rank's shard.
+        ValueError: two ranks of a node would share a GPU (more ranks than GPUs), stores of
+            different image shapes, or a batch larger than a rank's shard.
     """
     import horovod.tensorflow as hvd_tf
     import horovod.tensorflow.keras as hvd
@@ -129,17 +139,21 @@ def set_up(spec: RunSpec, cfg: TrainConfig) -> Setup:
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
     set_rank(rank)
-    device = configure_devices(tf, hvd, cfg.threads_per_rank)
-    gpu_count = len(tf.config.list_physical_devices("GPU"))
-    sampler = ResourceSampler(cfg.sample_interval_s,
-                              physical_gpu_index(hvd.local_rank()) if gpu_count else None).start()
+    device, placement = configure_devices(tf, hvd, cfg.threads_per_rank, socket.gethostname())
+    # every rank gets the same list, so a refusal is raised on all ranks together
+    placements = [GpuPlacement(*p) for p in hvd_tf.allgather_object(tuple(placement))]
+    conflict = gpu_conflict(placements)
+    if conflict:
+        raise ValueError(conflict)
+    hosts = [p.host for p in placements]
+    log.info("rank %d/%d on %s, %s", rank, size, hosts[rank], device)
+    sampler = ResourceSampler(cfg.sample_interval_s, physical_gpu_index(hvd.local_rank())
+                              if placement.gpus_seen else None).start()
 
     def allreduce_max(values: np.ndarray) -> np.ndarray:
         with tf.device("/cpu:0"):  # tiny control messages: keep them off the GPU/NCCL path
             return hvd_tf.allreduce(tf.constant(values, tf.float64), op=hvd_tf.Max).numpy()
 
-    hosts = hvd_tf.allgather_object(socket.gethostname())
-    log.info("rank %d/%d on %s, %s", rank, size, hosts[rank], device)
 
     train_store, val_store = SliceStore.open(spec.train_store), SliceStore.open(spec.val_store)
     image_shape = tuple(int(d) for d in train_store.images.shape[1:])
@@ -187,8 +201,11 @@ def resume(s: Setup, spec: RunSpec, cfg: TrainConfig) -> Resumed:
         discard_newer(s.ckpt_root, initial_epoch)
         (s.out / "run.json").unlink(missing_ok=True)  # stale from an earlier attempt
 
-    tf.keras.utils.set_random_seed(spec.seed)
+    tf.keras.utils.set_random_seed(spec.seed)  # the same initial weights on every rank
     model = make_model(s, spec, cfg)
+    # From here on each rank draws its own dropout masks, reproducibly (python, numpy, TF
+    # and Keras seeds; the data order has its own (seed, rank, epoch) generator).
+    tf.keras.utils.set_random_seed(rank_seed(spec.seed, s.rank))
     compression = hvd.Compression.fp16 if cfg.fp16_allreduce else hvd.Compression.none
     optimizer = hvd.DistributedOptimizer(
         make_optimizer(tf, cfg, learning_rate(s.schedule, min(initial_epoch, cfg.epochs - 1))),
@@ -228,6 +245,7 @@ def make_callbacks(s: Setup, cfg: TrainConfig, r: Resumed, signals):
                                  cfg.early_stopping_min_delta),
         cb.CheckpointCallback(checkpointer, cfg.checkpoint_every, cfg.epochs),
         cb.StopCallback(r.state, s.comm, signals),
+        cb.FaultPerturbCallback(s.rank),  # a no-op unless SEGSCALE_FAULT_PERTURB_RANK is set
     ]
     if s.rank == 0 and cfg.tensorboard:  # after history: every recorded epoch reaches it
         callbacks.insert(3, s.tf.keras.callbacks.TensorBoard(str(s.out / "tensorboard"),
@@ -275,15 +293,21 @@ def fit(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, callbacks) -> Out
 def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer,
              outcome: Outcome) -> int:
     """Gather samples and weight digests from every rank; rank 0 writes the model, history,
-    resources and ``run.json``; a preempted run keeps its checkpoint and exits 75."""
+    resources and ``run.json``; a preempted run keeps its checkpoint and exits 75.
+
+    Ranks whose weights differ make the run ``failed`` with the reason in ``error`` (exit 0,
+    the model still written for inspection); a preempted run only logs it, since its rerun
+    restarts every rank from rank 0's checkpoint and is checked again at its end.
+    """
     from segscale.models import input_requirements
     from segscale.provenance import describe_environment
     from segscale.train.sampler import write_rows
 
     samples = s.hvd_tf.allgather_object(s.sampler.stop())
     digests = s.hvd_tf.allgather_object(weights_digest(r.model.get_weights()))
-    if len(set(digests)) > 1:
-        log.error("ranks hold different weights: %s", digests)
+    disagreement = weights_agree(digests)
+    if disagreement:
+        log.error("%s: %s", disagreement, digests)
     if outcome.status == PREEMPTED:
         checkpointer.write()  # the last completed epoch, if checkpoint_every skipped it
         if s.rank == 0:
@@ -301,7 +325,9 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
         final.save(tmp)
     write_history(s.out / "history.csv", r.state.history)
     write_resources(s.out, samples, write_rows)
-    record = base_record(spec, cfg, outcome.status, s.size, describe_environment())
+    status = FAILED if disagreement else outcome.status
+    record = base_record(spec, cfg, status, s.size, describe_environment())
+    record.error = disagreement
     record.stop_reason = outcome.stop_reason
     record.divergence = r.state.divergence
     record.epochs_completed = len(r.state.history)
@@ -321,11 +347,12 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
                       "gloo": bool(s.hvd_tf.gloo_enabled())}
     record.fingerprint = s.fingerprint
     record.rank_weight_digests = digests
+    record.rank_seeds = rank_seeds(spec.seed, s.size)
     write_record(s.out / "run.json", record)
     # A finished run keeps no checkpoints: they only serve to resume an interrupted run, and
     # a forced rerun of a finished one (a re-measured scaling point) must train again.
     shutil.rmtree(s.ckpt_root, ignore_errors=True)
-    log.info("run %s: %d/%d epochs, %.1f s", outcome.status, record.epochs_completed,
+    log.info("run %s: %d/%d epochs, %.1f s", status, record.epochs_completed,
              cfg.epochs, record.train_time_s)
     return EXIT_OK
 
@@ -344,10 +371,10 @@ def record_failure(spec: RunSpec, cfg: TrainConfig, n_ranks: int, err: BaseExcep
     aggregator (a workflow manager discards it with the job's other outputs)."""
     try:
         from segscale.provenance import describe_environment
-        from segscale.study import FAILED
 
         record = base_record(spec, cfg, FAILED, n_ranks, describe_environment())
         record.error = f"{type(err).__name__}: {err}"
+        record.rank_seeds = rank_seeds(spec.seed, n_ranks)
         write_record(spec.out / "run.json", record)
     except Exception:  # never mask the original error
         log.exception("could not record the failure in run.json")
