@@ -555,3 +555,23 @@ def test_guideline_doc_gives_each_source():
     for name, source in SOURCES.items():
         assert name in rows, f"docs/guideline.md: no row for {name}"
         assert source in rows[name], f"{name}: {rows[name]!r} does not say {source!r}"
+
+
+def test_schema_defaults_are_the_config_defaults():
+    """workflow/schemas/config.schema.yaml fills the guideline defaults into the config:
+    they must be GuidelineConfig's own, and each says where it comes from."""
+    from pathlib import Path
+
+    import yaml
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+                             / "config.schema.yaml").read_text())
+    props = schema["properties"]["guideline"]["properties"]
+    defaults = GuidelineConfig().to_dict()
+    for name, spec in props.items():
+        if "default" in spec:
+            assert GuidelineConfig.from_mapping({name: spec["default"]}).to_dict()[name] == \
+                defaults[name], name
+    for name, source in SOURCES.items():
+        if source.startswith("not specified"):
+            assert "not specified by the thesis" in props[name]["description"].lower(), name
