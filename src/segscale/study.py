@@ -125,6 +125,7 @@ class RunRecord:
     image_shape: list[int] | None = None
     model_input: dict[str, Any] | None = None  # padding to the model's multiple, cropped back
     n_classes: int | None = None
+    model_sha256: str | None = None  # of model.keras, written before this record
     train_store: str | None = None
     val_store: str | None = None
     device: str | None = None

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from segscale import cli
-from segscale.fileio import atomic_path, read_json, write_json
+from segscale.fileio import atomic_path, read_json, sha256, write_json
 from segscale.logs import configure
-from segscale.study import FAILED, RUN_RECORD
+from segscale.study import FAILED, MODEL_FILE, RUN_RECORD
 
 log = logging.getLogger("segscale.evaluate.predict")
 
@@ -63,15 +63,32 @@ def describe_device(tf) -> str:
     return f"CPU: {cpu_model()}"
 
 
-def run_status(run: Path) -> tuple[str | None, str | None]:
-    """``status`` and ``error`` of the run's ``run.json`` (None, None when absent)."""
+def read_record(run: Path) -> dict:
+    """The run's ``run.json`` (empty when absent: a run directory made by hand).
+
+    Raises:
+        ValueError: not a JSON object.
+    """
     path = run / RUN_RECORD
     if not path.is_file():
-        return None, None
+        return {}
     record = read_json(path)
     if not isinstance(record, dict):
         raise ValueError(f"{path}: expected a JSON object")
-    return record.get("status"), record.get("error")
+    return record
+
+
+def check_model(run: Path, record: dict) -> None:
+    """The model is the one the run recorded, not one left by an earlier attempt.
+
+    Raises:
+        ValueError: ``model.keras`` differs from ``run.json``'s ``model_sha256``.
+    """
+    expected = record.get("model_sha256")
+    path = run / MODEL_FILE
+    if expected and path.is_file() and sha256(path) != expected:
+        raise ValueError(f"{path}: sha256 differs from {run / RUN_RECORD}'s model_sha256: not "
+                         "the model this run wrote (left by an earlier attempt?); rerun train")
 
 
 def skip_failed_run(cfg: PredictConfig, error: str | None) -> dict:
@@ -179,10 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = PredictConfig(args.run, args.store, args.pred, args.inference, args.batch_size,
                             args.timing_images, args.warmup)
-        status, error = run_status(cfg.run)
-        if status == FAILED:
-            skip_failed_run(cfg, error)
+        record = read_record(cfg.run)
+        if record.get("status") == FAILED:
+            skip_failed_run(cfg, record.get("error"))
         else:
+            check_model(cfg.run, record)
             predict(cfg)
     except (ValueError, FileNotFoundError) as err:
         log.error("%s", err)

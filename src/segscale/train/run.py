@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from segscale.fileio import atomic_path
-from segscale.study import DIVERGED, EARLY_STOPPED, FAILED, OK, PREEMPTED
+from segscale.fileio import atomic_path, sha256
+from segscale.study import DIVERGED, EARLY_STOPPED, FAILED, MODEL_FILE, OK, PREEMPTED
 from segscale.train.batches import train_batches, val_batches
 from segscale.train.config import RunSpec, TrainConfig
 from segscale.train.launch import GpuPlacement, gpu_conflict, gpu_placement, set_rank
@@ -321,7 +321,7 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
         r.model.set_weights(checkpointer.last.weights)  # export the last good epoch
     final = make_model(s, spec, cfg)
     final.set_weights(r.model.get_weights())
-    with atomic_path(s.out / "model.keras", suffix=".keras") as tmp:
+    with atomic_path(s.out / MODEL_FILE, suffix=".keras") as tmp:
         final.save(tmp)
     write_history(s.out / "history.csv", r.state.history)
     write_resources(s.out, samples, write_rows)
@@ -341,6 +341,7 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
     record.image_shape = list(s.image_shape)
     record.model_input = input_requirements(spec.arch, s.image_shape, cfg.model, cfg.builder)
     record.n_classes = s.n_classes
+    record.model_sha256 = sha256(s.out / MODEL_FILE)  # predict checks it: no stale model
     record.train_store, record.val_store = str(spec.train_store), str(spec.val_store)
     record.device = s.device
     record.horovod = {"mpi": bool(s.hvd_tf.mpi_enabled()),
