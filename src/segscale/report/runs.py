@@ -21,6 +21,7 @@ import pandas as pd
 
 from segscale.fileio import read_json
 from segscale.study import (
+    FAILED,
     HISTORY_COLUMNS,
     POLICIES,
     RESOURCE_COLUMNS,
@@ -159,6 +160,7 @@ def _run_json_fields(run: dict, path: Path, params: dict[str, Any] | None) -> di
     hosts = run.get("hosts") or []
     fields: dict[str, Any] = {
         "run_status": run.get("status"),
+        "run_error": run.get("error"),
         "stop_reason": run.get("stop_reason"),
         "global_batch": _num(run.get("global_batch")),
         "lr_target": _num(run.get("lr_target")),
@@ -216,7 +218,8 @@ def load_run(run_dir: Path, metrics_path: Path | None) -> dict[str, Any]:
         if status not in STATUSES:
             raise ValueError(f"{metrics_path}: status {status!r} is not one of {STATUSES}")
         row["status"] = status
-        row["note"] = ""
+        row["note"] = str(metrics.get("error") or row.get("run_error") or "") \
+            if status == FAILED else ""
         if row.get("run_status") not in (None, status):
             log.warning("%s: status %r but run.json says %r; using metrics.json",
                         metrics_path, status, row["run_status"])
