@@ -31,7 +31,7 @@ from segscale.evaluate.scoring import class_names_of, evaluate_store
 from segscale.fileio import atomic_path, read_json, write_json
 from segscale.logs import configure
 from segscale.provenance import describe_environment
-from segscale.study import OK, STATUSES
+from segscale.study import FAILED, OK, STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,20 @@ def source_truth(store: SliceStore):
     return load
 
 
+def record_failed_run(cfg: EvaluateConfig) -> dict:
+    """A failed run has nothing to score: ``metrics.json`` says so, with the run's error, and
+    the predictions folder stays empty, so the run is a ``failed`` row of the tables."""
+    run = read_json(cfg.run)
+    cfg.predictions_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {"status": FAILED, "error": run.get("error") or "no error recorded",
+               "inputs": {"store": str(cfg.store), "run": str(cfg.run)},
+               "predictions_dir": str(cfg.predictions_dir),
+               "environment": describe_environment()}
+    write_json(cfg.metrics, metrics)
+    log.warning("%s: the run failed (%s); recorded without scores", cfg.run, metrics["error"])
+    return metrics
+
+
 def evaluate(cfg: EvaluateConfig) -> dict:
     """Evaluate and write ``metrics.json`` and the NIfTI predictions; returns the metrics.
 
@@ -150,6 +164,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     """
     cfg.metrics.unlink(missing_ok=True)  # a stale file must not pass for this evaluation
     status = read_run_status(cfg.run)
+    if status == FAILED:
+        return record_failed_run(cfg)
     inference = read_inference(cfg.inference)
     store = SliceStore.open(cfg.store)
     pred = load_prediction(cfg.pred, store)
@@ -206,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, KeyError) as err:
         log.error("cannot evaluate: %s", err)
         return 1
+    if metrics["status"] == FAILED:
+        return 0
     s = metrics["summary"]
     log.info("%s (%s): dice %.4f (fg %.4f), MA %.4f, mIoU %.4f, hd95 %.3f, avg HD %.3f",
              cfg.metrics, metrics["status"], s["dice"], s["dice_fg"], s["mean_accuracy"],
