@@ -55,6 +55,9 @@ def test_rerun_has_nothing_to_do(data_run):
     (lambda c: c["datasets"]["tiny-heart"].update(lr={"unte": 1e-3}),
      "datasets.tiny-heart.lr: ['unte'] are not architectures"),
     (lambda c: c["datasets"]["tiny-heart"].update(label_map=[0, 2]), "consecutive classes"),
+    (lambda c: (c["sweep"].update(policies=["none", "grescale"]),
+                c["archs"]["unet"].update(warmup_epochs=2)),
+     "archs.unet: hparams: GreScale: no stabilisation epoch left"),
 ])
 def test_bad_config_is_refused_before_any_job(tmp_path, mutate, message):
     config = yaml.safe_load(TEST_CONFIG.read_text())

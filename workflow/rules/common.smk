@@ -171,6 +171,8 @@ def check_parameters():
     for arch, hparams in ARCHS.items():
         try:
             configs[arch] = TrainConfig.from_mapping(hparams)
+            if study.TUNED_POLICY in SWEEP["policies"] or config.get("guideline"):
+                configs[arch].grescale_stages()  # GreScale must leave a stabilisation phase
         except ValueError as err:
             raise ValueError(f"config archs.{arch}: {err}") from None
     # Every (dataset, arch) of the sweep must build at the dataset's size (built-ins pad to

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from segscale import cli
-from segscale.study import POLICIES
+from segscale.study import POLICIES, TUNED_POLICY
 from segscale.train.config import RunSpec, parse_hparams
 from segscale.train.launch import SignalFlag, is_rank_zero, launcher_size, setup_logging
 from segscale.train.run import EXIT_FAILED, EXIT_USAGE, record_failure, run
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse_hparams(args.hparams)
         spec = RunSpec(args.train_store, args.val_store, args.out, args.dataset, args.arch,
                        args.policy, args.seed, args.repeat)
+        if spec.policy == TUNED_POLICY:
+            cfg.grescale_stages()  # refused before TensorFlow starts, naming the keys
     except (ValueError, OSError) as err:
         log.error("%s", err)
         return EXIT_USAGE
