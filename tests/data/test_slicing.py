@@ -201,3 +201,119 @@ def test_alignment_survives_resizing(size, axis):
     # Only pixels on the blob's boundary may disagree between linear and nearest sampling.
     disagreement = np.mean(predicted != labs.astype(bool))
     assert disagreement < 0.03, disagreement
+
+
+# ---------------------------------------------------------------- fast paths vs the formulas
+# The data stage normalises integer volumes through a histogram and a lookup table, resizes
+# separably and slices only the kept planes; these check it against the direct formulas
+# (the implementation before those fast paths), written out here as the reference.
+
+
+def _reference_normalise(volume, params):
+    out = np.zeros(volume.shape, dtype=np.float32)
+    for c in range(volume.shape[-1]):
+        chan = volume[..., c].astype(np.float32)
+        mask = chan != 0 if params.mask == "nonzero" else np.ones(chan.shape, bool)
+        values = chan[mask]
+        if values.size == 0:
+            continue
+        if params.clip_percentiles is not None:
+            lo, hi = np.percentile(values, params.clip_percentiles)
+            chan = np.clip(chan, lo, hi)
+            values = chan[mask]
+        if params.method == "zscore":
+            std = values.std()
+            chan = (chan - values.mean()) / std if std > 0 else np.zeros_like(chan)
+        elif params.method == "minmax":
+            span = values.max() - values.min()
+            chan = (chan - values.min()) / span if span > 0 else np.zeros_like(chan)
+        out[..., c] = np.where(mask, chan, 0.0)
+    return out
+
+
+def _reference_resize(image, size):
+    from scipy import ndimage
+
+    axes = [(np.arange(o) + 0.5) * (i / o) - 0.5 for i, o in zip(image.shape[:2], size)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"))
+    return ndimage.map_coordinates(image.astype(np.float32), grid, order=1, mode="nearest")
+
+
+_DTYPES = st.sampled_from(["int16", "uint16", "int8", "uint8", "int32", "float32"])
+_NORMALISE = st.builds(
+    NormaliseParams, method=st.sampled_from(["zscore", "minmax", "none"]),
+    mask=st.sampled_from(["nonzero", "all"]),
+    clip_percentiles=st.sampled_from([None, (0.5, 99.5), (0.0, 100.0), (10.0, 60.0)]))
+
+
+def _random_volume(seed, dtype, shape, zeros=0.3):
+    rng = np.random.default_rng(seed)
+    lo = 0 if np.dtype(dtype).kind == "u" else -60
+    hi = 120 if np.dtype(dtype).itemsize == 1 else 3000
+    vol = rng.integers(lo, hi, shape).astype(dtype)
+    vol[rng.random(shape) < zeros] = 0
+    return np.asfortranarray(vol) if seed % 2 else vol
+
+
+@settings(max_examples=120, deadline=None)
+@given(seed=st.integers(0, 10_000), dtype=_DTYPES, params=_NORMALISE,
+       shape=st.tuples(st.integers(1, 9), st.integers(1, 9), st.integers(1, 7),
+                       st.integers(1, 3)),
+       zeros=st.sampled_from([0.0, 0.3, 1.0]))
+def test_normalise_matches_the_direct_formulas(seed, dtype, params, shape, zeros):
+    vol = _random_volume(seed, dtype, shape, zeros)
+    got, want = slicing.normalise(vol, params), _reference_normalise(vol, params)
+    assert got.dtype == want.dtype == np.float32
+    # exact but for the last float32 bit (exact sums vs numpy's pairwise ones)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 500), dtype=_DTYPES,
+       q=st.tuples(st.floats(0, 100), st.floats(0, 100)))
+def test_percentiles_from_counts_equal_numpy(seed, n, dtype, q):
+    values = _random_volume(seed, dtype, (n,), 0.2).astype(np.float32)
+    uniq, counts = np.unique(values, return_counts=True)
+    got = slicing._percentiles(uniq, np.cumsum(counts), n, q)
+    np.testing.assert_array_equal(got, np.percentile(values, q))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), h=st.integers(1, 30), w=st.integers(1, 30),
+       oh=st.integers(1, 40), ow=st.integers(1, 40))
+def test_resize_image_matches_map_coordinates(seed, h, w, oh, ow):
+    image = np.random.default_rng(seed).normal(0, 50, (h, w)).astype(np.float32)
+    got = slicing.resize_image(image, (oh, ow))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, _reference_resize(image, (oh, ow)), rtol=1e-6, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), dtype=_DTYPES, params=_NORMALISE,
+       axis=st.integers(0, 2), size=st.tuples(st.integers(2, 12), st.integers(2, 12)))
+def test_normalise_and_slice_equals_the_three_steps(seed, dtype, params, axis, size):
+    rng = np.random.default_rng(seed)
+    data = _random_volume(seed, dtype, (7, 9, 8, 3))
+    label = rng.integers(0, 3, data.shape[:3]).astype(np.uint8)
+    indices = np.unique(rng.integers(0, data.shape[axis], 4))
+    channels = (2, 0)
+    images, labels = slicing.normalise_and_slice(data, label, indices, channels, params, axis,
+                                                 size)
+    volume = _reference_normalise(data[..., list(channels)], params)
+    planes = np.moveaxis(volume, axis, 0)[indices]
+    want = np.stack([np.stack([_reference_resize(p[..., c], size) for c in range(2)], -1)
+                     for p in planes])
+    np.testing.assert_allclose(images, want, rtol=1e-5, atol=1e-5)
+    want_labels = np.stack([slicing.resize_label(np.take(label, z, axis=axis), size)
+                            for z in indices])
+    np.testing.assert_array_equal(labels, want_labels)
+    assert images.dtype == np.float32 and labels.dtype == np.uint8
+
+
+def test_map_labels_fast_path_keeps_values_and_layout():
+    rng = np.random.default_rng(0)
+    for raw in (rng.integers(0, 4, (70, 50, 30)).astype(np.uint8),
+                np.asfortranarray(rng.integers(0, 4, (70, 50, 30)).astype(np.int16))):
+        got = slicing.map_labels(raw, (0, 2, 1, 1))
+        np.testing.assert_array_equal(got, np.array([0, 2, 1, 1], np.uint8)[raw])
+        assert got.dtype == np.uint8

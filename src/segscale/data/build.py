@@ -68,10 +68,9 @@ def process_volume(job: VolumeJob, params: DatasetParams, split: str) -> dict:
     image, label = load_volume(job.image), load_volume(job.label)
     classes = slicing.map_labels(label.data, params.label_map)
     indices = slicing.choose_planes(classes, params.slices, split)
-    volume = slicing.normalise(slicing.select_channels(image.data, params.channels),
-                               params.normalise)
-    images, labels = slicing.slice_volume(volume, classes, indices, params.slices.axis,
-                                          params.size)
+    images, labels = slicing.normalise_and_slice(image.data, classes, indices,
+                                                 params.channels, params.normalise,
+                                                 params.slices.axis, params.size)
     return {"patient": job.patient, "indices": indices, "images": images, "labels": labels,
             "shape": list(label.data.shape), "affine": image.affine.tolist(),
             "spacing": list(image.spacing),

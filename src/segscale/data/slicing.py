@@ -9,8 +9,6 @@ nearest neighbour for labels, so an image and its label stay aligned at any size
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
-
 from segscale.data.params import NormaliseParams, SliceParams
 
 
@@ -40,7 +38,21 @@ def map_labels(label: np.ndarray, label_map: tuple[int, ...]) -> np.ndarray:
     if raw.size and (raw.min() < 0 or raw.max() >= len(lut)):
         raise ValueError(f"label values span [{raw.min()}, {raw.max()}], label_map covers "
                          f"0..{len(lut) - 1}")
-    return lut[raw.astype(np.intp)]
+    if raw.dtype.kind not in "iub" or not (raw.flags.c_contiguous or raw.flags.f_contiguous):
+        return lut[raw.astype(np.intp)]
+    return _lookup(lut, raw)
+
+
+_LUT_CHUNK = 1 << 16  # indices per take/bincount: the intp copy numpy makes stays in cache
+
+
+def _lookup(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``table[index]`` for a C- or Fortran-contiguous integer ``index``, chunk by chunk."""
+    out = np.empty_like(index, dtype=table.dtype)  # same memory order: flat views line up
+    flat, flat_out = index.ravel(order="K"), out.ravel(order="K")
+    for start in range(0, flat.size, _LUT_CHUNK):
+        np.take(table, flat[start:start + _LUT_CHUNK], out=flat_out[start:start + _LUT_CHUNK])
+    return out
 
 
 def choose_slices(label: np.ndarray, params: SliceParams) -> np.ndarray:
@@ -103,28 +115,153 @@ def normalise(volume: np.ndarray, params: NormaliseParams) -> np.ndarray:
     """
     out = np.zeros(volume.shape, dtype=np.float32)
     for c in range(volume.shape[-1]):
-        chan = volume[..., c].astype(np.float32)
-        mask = chan != 0 if params.mask == "nonzero" else np.ones(chan.shape, bool)
-        values = chan[mask]
-        if values.size == 0:
-            continue
-        if params.clip_percentiles is not None:
-            lo, hi = np.percentile(values, params.clip_percentiles)
-            chan = np.clip(chan, lo, hi)
-            values = chan[mask]
-        if params.method == "zscore":
-            std = values.std()
-            chan = (chan - values.mean()) / std if std > 0 else np.zeros_like(chan)
-        elif params.method == "minmax":
-            span = values.max() - values.min()
-            chan = (chan - values.min()) / span if span > 0 else np.zeros_like(chan)
-        out[..., c] = np.where(mask, chan, 0.0)
+        chan = volume[..., c]
+        out[..., c] = normalise_planes(chan, chan, params)
     return out
 
 
-def _sample_grid(in_shape: tuple[int, int], out_shape: tuple[int, int]) -> np.ndarray:
-    axes = [(np.arange(o) + 0.5) * (i / o) - 0.5 for i, o in zip(in_shape, out_shape)]
-    return np.stack(np.meshgrid(*axes, indexing="ij"))
+def normalise_planes(channel: np.ndarray, planes: np.ndarray,
+                     params: NormaliseParams) -> np.ndarray:
+    """``planes`` (any part of ``channel``) normalised with the statistics of all of
+    ``channel``, as float32: what :func:`normalise` gives for those voxels.
+
+    Integer channels of at most 16 bits (MSD volumes) take a fast path: the statistics come
+    from one histogram and the transform is a lookup table over every possible value, the
+    same elementwise arithmetic applied once per value instead of once per voxel; means and
+    standard deviations are then exact sums rather than pairwise float sums, which can move
+    a result by one float32 unit in the last place. Other dtypes run the direct formulas.
+    """
+    if _small_int(channel.dtype):
+        return _normalise_by_table(channel, planes, params)
+    stats = _channel_stats(channel.astype(np.float32), params)
+    chan = planes.astype(np.float32)
+    mask = chan != 0 if params.mask == "nonzero" else np.ones(chan.shape, bool)
+    return _apply_stats(chan, mask, stats, params).astype(np.float32, copy=False)
+
+
+def _small_int(dtype: np.dtype) -> bool:
+    return dtype.kind in "iu" and dtype.itemsize <= 2
+
+
+def _channel_stats(chan: np.ndarray, params: NormaliseParams) -> tuple | None:
+    """``(clip, shift, scale)`` of a float32 channel; None when its mask is empty."""
+    mask = chan != 0 if params.mask == "nonzero" else np.ones(chan.shape, bool)
+    values = chan[mask]
+    if values.size == 0:
+        return None
+    clip = None
+    if params.clip_percentiles is not None:
+        clip = tuple(np.percentile(values, params.clip_percentiles))
+        values = np.clip(values, *clip)
+    shift = scale = None
+    if params.method == "zscore":
+        shift, scale = values.mean(), values.std()
+    elif params.method == "minmax":
+        shift, scale = values.min(), values.max() - values.min()
+    return clip, shift, scale
+
+
+def _apply_stats(chan: np.ndarray, mask: np.ndarray, stats: tuple | None,
+                 params: NormaliseParams) -> np.ndarray:
+    """The elementwise part of :func:`normalise` (float32 ``chan``; float64 once clipped)."""
+    if stats is None:
+        return np.zeros(chan.shape, np.float32)
+    clip, shift, scale = stats
+    if clip is not None:
+        chan = np.clip(chan, *clip)
+    if params.method in ("zscore", "minmax"):
+        chan = (chan - shift) / scale if scale > 0 else np.zeros_like(chan)
+    return np.where(mask, chan, 0.0)
+
+
+def _normalise_by_table(channel: np.ndarray, planes: np.ndarray,
+                        params: NormaliseParams) -> np.ndarray:
+    size = channel.dtype.itemsize
+    unsigned = np.dtype(f"u{size}")
+    n_codes = 1 << (8 * size)
+    # codes: the bits read as unsigned; ``order[k]`` is the code of the k-th smallest value
+    offset = 0 if channel.dtype.kind == "u" else -(n_codes >> 1)
+    order = np.arange(n_codes) ^ (0 if offset == 0 else n_codes >> 1)
+    flat = channel.ravel(order="K").view(unsigned)
+    counts = np.zeros(n_codes, np.int64)
+    for start in range(0, flat.size, _LUT_CHUNK):
+        counts += np.bincount(flat[start:start + _LUT_CHUNK], minlength=n_codes)
+    counts = counts[order]
+    values = (np.arange(n_codes) + offset).astype(np.float32)  # ascending, exact
+    in_mask = values != 0 if params.mask == "nonzero" else np.ones(n_codes, bool)
+    counts[~in_mask] = 0
+    by_value = _apply_stats(values, in_mask, _stats_from_counts(values, counts, params),
+                            params).astype(np.float32)
+    table = np.empty_like(by_value)
+    table[order] = by_value
+    return _lookup(table, np.ascontiguousarray(planes).view(unsigned))
+
+
+def _stats_from_counts(values: np.ndarray, counts: np.ndarray,
+                       params: NormaliseParams) -> tuple | None:
+    """:func:`_channel_stats` of the voxels whose (float32, ascending) ``values`` occur
+    ``counts`` times: percentiles exactly as ``np.percentile`` (linear), moments as sums."""
+    n = int(counts.sum())
+    if n == 0:
+        return None
+    present = counts > 0
+    vals, cnt = values[present], counts[present]
+    clip = None
+    if params.clip_percentiles is not None:
+        clip = _percentiles(vals, np.cumsum(cnt), n, params.clip_percentiles)
+        vals = np.clip(vals, *clip)
+    shift = scale = None
+    if params.method == "zscore":
+        wide = vals.astype(np.float64)
+        mean = float(np.dot(cnt, wide)) / n
+        dev = wide - mean
+        std = np.sqrt(float(np.dot(cnt, dev * dev)) / n)
+        shift, scale = vals.dtype.type(mean), vals.dtype.type(std)
+    elif params.method == "minmax":
+        shift, scale = vals.min(), vals.max() - vals.min()
+    return clip, shift, scale
+
+
+def _percentiles(vals: np.ndarray, cum: np.ndarray, n: int, q) -> tuple:
+    """``np.percentile`` (method ``linear``) of the sorted values ``vals`` repeated to
+    cumulative counts ``cum``, reproducing its index and interpolation arithmetic."""
+    virtual = (n - 1) * np.true_divide(np.asarray(q, dtype=np.float64), 100)
+    prev = np.floor(virtual)
+    gamma = virtual - prev
+    below = np.clip(prev, 0, n - 1).astype(np.intp)
+    above = np.clip(prev + 1, 0, n - 1).astype(np.intp)
+    a = vals[np.searchsorted(cum, below, side="right")]
+    b = vals[np.searchsorted(cum, above, side="right")]
+    diff = b - a
+    out = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+    return tuple(np.float64(v) for v in out)
+
+
+def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sources and weight of linear resampling of one axis at pixel centres, the edges
+    replicated: output ``i`` is ``(1 - w) * x[lo] + w * x[hi]``."""
+    coord = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    lo = np.floor(coord).astype(np.intp)
+    return lo, np.minimum(lo + 1, n_in - 1), coord - lo
+
+
+def resize_stack(stack: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Linear resize of every (h, w) plane of an (n, h, w) stack to ``size``, as float32.
+
+    The same sampling as :func:`resize_image`, done separably on the whole stack (rows, then
+    columns, in float64): two gathers and two weighted sums instead of a 2D spline per
+    plane; equal to ``scipy.ndimage.map_coordinates(order=1, mode="nearest")`` up to the
+    rounding of the last float32 bit.
+    """
+    size = tuple(int(s) for s in size)
+    if stack.shape[1:3] == size:
+        return stack.astype(np.float32, copy=True)
+    ylo, yhi, wy = _linear_taps(stack.shape[1], size[0])
+    xlo, xhi, wx = _linear_taps(stack.shape[2], size[1])
+    wy = wy[:, None]
+    rows = stack[:, ylo] * (1 - wy) + stack[:, yhi] * wy
+    out = rows[:, :, xlo] * (1 - wx) + rows[:, :, xhi] * wx
+    return out.astype(np.float32)
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -132,12 +269,14 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     size = tuple(int(s) for s in size)
     if image.shape[:2] == size:
         return image.astype(np.float32, copy=True)
-    grid = _sample_grid(image.shape[:2], size)
     if image.ndim == 2:
-        return ndimage.map_coordinates(image.astype(np.float32), grid, order=1, mode="nearest")
-    return np.stack([ndimage.map_coordinates(image[..., c].astype(np.float32), grid, order=1,
-                                             mode="nearest") for c in range(image.shape[2])],
-                    axis=-1)
+        return resize_stack(image[np.newaxis], size)[0]
+    return np.moveaxis(resize_stack(np.moveaxis(image, -1, 0), size), 0, -1)
+
+
+def _nearest_taps(n_in: int, n_out: int) -> np.ndarray:
+    return np.clip(np.floor((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(int), 0,
+                   n_in - 1)
 
 
 def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -145,9 +284,17 @@ def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     size = tuple(int(s) for s in size)
     if label.shape == size:
         return label.copy()
-    idx = [np.clip(np.floor((np.arange(o) + 0.5) * (i / o)).astype(int), 0, i - 1)
-           for i, o in zip(label.shape, size)]
+    idx = [_nearest_taps(i, o) for i, o in zip(label.shape, size)]
     return label[np.ix_(*idx)]
+
+
+def resize_label_stack(stack: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """:func:`resize_label` of every plane of an (n, h, w) stack."""
+    size = tuple(int(s) for s in size)
+    if stack.shape[1:3] == size:
+        return stack.copy()
+    ys, xs = (_nearest_taps(i, o) for i, o in zip(stack.shape[1:3], size))
+    return stack[:, ys[:, None], xs[None, :]]
 
 
 def slice_volume(image: np.ndarray, label: np.ndarray, indices: np.ndarray, axis: int,
@@ -160,7 +307,36 @@ def slice_volume(image: np.ndarray, label: np.ndarray, indices: np.ndarray, axis
     Returns:
         images (n, H, W, c) float32 and labels (n, H, W) uint8.
     """
-    image_planes, label_planes = np.moveaxis(image, axis, 0), np.moveaxis(label, axis, 0)
-    images = np.stack([resize_image(image_planes[z], size) for z in indices])
-    labels = np.stack([resize_label(label_planes[z], size) for z in indices])
-    return images.astype(np.float32), labels.astype(np.uint8)
+    indices = np.asarray(indices, dtype=np.intp)
+    planes = np.moveaxis(image, axis, 0)[indices]
+    images = np.empty((len(indices), *(int(s) for s in size), image.shape[-1]), np.float32)
+    for c in range(image.shape[-1]):
+        images[..., c] = resize_stack(planes[..., c], size)
+    return images, _label_planes(label, indices, axis, size)
+
+
+def _label_planes(label: np.ndarray, indices: np.ndarray, axis: int,
+                  size: tuple[int, int]) -> np.ndarray:
+    planes = np.moveaxis(label, axis, 0)[indices]
+    return resize_label_stack(planes, size).astype(np.uint8, copy=False)
+
+
+def normalise_and_slice(data: np.ndarray, label: np.ndarray, indices: np.ndarray,
+                        channels: tuple[int, ...], params: NormaliseParams, axis: int,
+                        size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``slice_volume(normalise(select_channels(data, channels), params), label, ...)``,
+    without normalising (or copying) the planes that are not kept: statistics come from each
+    whole channel, the transform is applied to the kept planes only.
+
+    Raises:
+        ValueError: as :func:`select_channels`.
+    """
+    select_channels(data[(slice(0, 1),) * min(3, data.ndim)], channels)  # checks only
+    vol = data[..., np.newaxis] if data.ndim == 3 else data
+    indices = np.asarray(indices, dtype=np.intp)
+    images = np.empty((len(indices), *(int(s) for s in size), len(channels)), np.float32)
+    for j, c in enumerate(channels):
+        chan = vol[..., c]
+        planes = np.moveaxis(chan, axis, 0)[indices]
+        images[..., j] = resize_stack(normalise_planes(chan, planes, params), size)
+    return images, _label_planes(label, indices, axis, size)
