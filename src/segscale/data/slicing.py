@@ -9,6 +9,7 @@ nearest neighbour for labels, so an image and its label stay aligned at any size
 from __future__ import annotations
 
 import numpy as np
+
 from segscale.data.params import NormaliseParams, SliceParams
 
 
