@@ -120,6 +120,12 @@ class RunRecord:
     resumed_from_epoch: int | None = None
     steps_per_epoch: int | None = None
     validation_steps: int | None = None
+    # the work (strong scaling): global images per epoch, the 1-GPU run's for the same store,
+    # batch and caps (equal unless rounded to whole global batches), and over whole epochs
+    images_per_epoch: int | None = None
+    images_per_epoch_1gpu: int | None = None
+    val_images_per_epoch: int | None = None
+    images_seen: int | None = None
     global_batch: int | None = None
     lr_target: float | None = None
     image_shape: list[int] | None = None

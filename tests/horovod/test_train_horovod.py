@@ -231,3 +231,26 @@ def test_ranks_with_different_weights_fail_the_run(train_python, stores, tmp_pat
     assert len(digests) == 2 and digests[0] != digests[1]
     assert man["epochs_completed"] == 1 and (out / "model.keras").is_file()
     assert not (out / "ckpt").exists(), "a rerun must train again, not resume and pass"
+
+
+def test_two_ranks_record_the_work_they_did(two_rank_run):
+    """48 slices, batch 4 per rank, no cap: 2 ranks x 6 steps = the 1-GPU run's 12 steps
+    (48 images) per epoch; 2 epochs seen; validation: 16 slices, 2 batches per rank."""
+    man = two_rank_run.manifest
+    assert (man["steps_per_epoch"], man["validation_steps"]) == (6, 2)
+    assert man["images_per_epoch"] == man["images_per_epoch_1gpu"] == 48
+    assert man["val_images_per_epoch"] == 16
+    assert man["images_seen"] == 2 * 48 == man["epochs_completed"] * man["images_per_epoch"]
+
+
+def test_step_cap_is_global(train_python, stores, tmp_path):
+    """A cap of 4 steps is the 1-GPU run's 4 x 4 images: 2 ranks take 2 steps each."""
+    run = run_train(train_python, stores, tmp_path / "capped",
+                    {**TINY, "epochs": 1, "steps_per_epoch": 4, "validation_steps": 2},
+                    ranks=2)
+    assert run.proc.returncode == 0, run.proc.stdout[-2000:] + run.proc.stderr[-4000:]
+    man = run.manifest
+    assert (man["steps_per_epoch"], man["validation_steps"]) == (2, 1)
+    assert man["images_per_epoch"] == man["images_per_epoch_1gpu"] == 16 == man["images_seen"]
+    assert man["val_images_per_epoch"] == 8
+    assert man["global_batch"] == 8

@@ -31,6 +31,7 @@ from segscale.report import runs as report_runs
 from segscale.report import tables as agg
 
 EPOCHS = 4
+IMAGES_PER_EPOCH = 280  # every run does the same work (equal_work: tests below vary it)
 CLASS_NAMES = ["background", "left atrium"]
 # (policy, gpus) -> per repeat: (train_time_s, dice, status)
 SWEEP = {
@@ -114,7 +115,9 @@ def make_results_tree(root: Path, sweep: dict | None = None, dataset: str = "las
                             "optimizer": "sgd", "warmup": {"epochs": 5}},
                 "epochs_planned": EPOCHS, "epochs_completed": epochs,
                 "train_time_s": time_s, "hosts": [f"node{i // 2}" for i in range(gpus)],
-                "resumed_from_epoch": None,
+                "resumed_from_epoch": None, "images_per_epoch": IMAGES_PER_EPOCH,
+                "images_per_epoch_1gpu": IMAGES_PER_EPOCH,
+                "images_seen": epochs * IMAGES_PER_EPOCH,
                 "environment": {"gpus": ["Fake GPU"], "git": "abc123",
                                 "slurm": {"SLURM_JOB_ID": "42"}},
             }))
@@ -296,6 +299,93 @@ def test_scaling_arithmetic_and_baselines(runs):
     assert r4.speedup == pytest.approx(3.5) and r4.efficiency == pytest.approx(0.875)
     assert math.isnan(r4.speedup_std) and math.isnan(r4.efficiency_std)
     assert r4.ideal_speedup == 4
+
+
+def test_scaling_of_the_tree_is_equal_work(runs):
+    sc = agg.scaling(runs).set_index(["policy", "gpus"])
+    timed = sc[sc.n_ok > 0]
+    assert timed.equal_work.eq(True).all() and (timed.work_ratio == 1).all()
+    assert (timed.images_per_epoch == IMAGES_PER_EPOCH).all()
+    assert sc.loc[("gradual", 4)].n_diverged == 1 and sc.loc[("grescale", 4)].n_failed == 1
+    assert sc.loc[("gradual", 4)].note == "left out of the time to train: 1 diverged run(s)"
+    assert sc.loc[("none", 2)].note == ""
+
+
+def _work_runs() -> pd.DataFrame:
+    """Hand-made runs table: 1-GPU none (2 repeats, 100 and 120 s), 2 GPUs (60, 64 s),
+    4 GPUs (30 s), all 200 images x 4 epochs; each test changes what it needs."""
+    rows = [(1, 0, 100.0), (1, 1, 120.0), (2, 0, 60.0), (2, 1, 64.0), (4, 0, 30.0)]
+    df = pd.DataFrame([{"dataset": "d", "arch": "a", "policy": "none", "gpus": g,
+                        "repeat": r, "status": "ok", "stop_reason": None,
+                        "train_time_s": t, "time_per_epoch_s": t / 4,
+                        "images_per_s": 800 / t, "epochs_completed": 4.0,
+                        "images_per_epoch": 200.0, "images_per_epoch_1gpu": 200.0,
+                        "images_seen": 800.0} for g, r, t in rows])
+    return df
+
+
+def test_unequal_images_per_epoch_are_marked_not_hidden():
+    # 2 GPUs rounded 200 images down to 192 per epoch (whole global batches of 16)
+    df = _work_runs()
+    df.loc[df.gpus.eq(2), ["images_per_epoch", "images_seen"]] = [192.0, 768.0]
+    sc = agg.scaling(df).set_index("gpus")
+    two = sc.loc[2]
+    assert two.equal_work == False  # noqa: E712
+    assert two.note == "unequal work: 192 images per epoch vs the 1-GPU baseline's 200"
+    assert two.work_ratio == pytest.approx(0.96)
+    assert two.speedup == pytest.approx(110 / 62)  # given, but marked
+    assert sc.loc[1].equal_work == True and sc.loc[4].equal_work == True  # noqa: E712
+    assert sc.loc[4].note == "" and sc.loc[4].work_ratio == 1
+
+
+def test_unequal_epochs_are_marked():
+    df = _work_runs()
+    df.loc[df.gpus.eq(4), ["epochs_completed", "images_seen"]] = [5.0, 1000.0]
+    four = agg.scaling(df).set_index("gpus").loc[4]
+    assert four.equal_work == False  # noqa: E712
+    assert four.note == "unequal work: 5 epochs vs the 1-GPU baseline's 4"
+    assert four.work_ratio == pytest.approx(1.25)
+
+
+def test_early_stopped_and_diverged_runs_are_left_out_of_time_to_train():
+    df = _work_runs()
+    df.loc[df.gpus.eq(2) & df.repeat.eq(1), ["stop_reason", "train_time_s",
+                                             "epochs_completed"]] = ["early_stopped", 16.0, 1.0]
+    df.loc[df.gpus.eq(1) & df.repeat.eq(1), ["status", "train_time_s"]] = ["diverged", 5.0]
+    sc = agg.scaling(df).set_index("gpus")
+    one, two = sc.loc[1], sc.loc[2]
+    assert (one.time_mean_s, one.n_ok, one.n_diverged) == (100.0, 1, 1)
+    assert (two.time_mean_s, two.n_ok, two.n_early_stopped) == (60.0, 1, 1)
+    assert two.speedup == pytest.approx(100 / 60)
+    assert two.equal_work == True  # noqa: E712 - the timed repeat did the baseline's work
+    assert two.note == "left out of the time to train: 1 early-stopped run(s)"
+    assert one.note == "left out of the time to train: 1 diverged run(s)"
+    # its epochs still count per epoch
+    assert two.time_per_epoch_mean_s == pytest.approx((15 + 16) / 2)
+
+
+def test_unrecorded_work_is_unknown_not_equal(tmp_path):
+    df = _work_runs().drop(columns=["images_per_epoch", "images_per_epoch_1gpu",
+                                    "images_seen"])
+    sc = agg.scaling(df)
+    assert sc.equal_work.isna().all() and sc.work_ratio.isna().all()
+    assert sc.note.str.startswith("work not recorded").all()
+    # the CSV says True, False or nothing
+    df = _work_runs()
+    df.loc[df.gpus.eq(4), "images_per_epoch"] = 192.0
+    agg.write_csv(agg.scaling(df), tmp_path / "s.csv")
+    back = pd.read_csv(tmp_path / "s.csv")
+    assert back.equal_work.tolist() == [True, True, False]
+
+
+def test_run_work_from_older_records():
+    assert report_runs.run_work({"steps_per_epoch": 12, "global_batch": 16,
+                                 "epochs_completed": 3}) == {
+        "images_per_epoch": 192.0, "images_per_epoch_1gpu": pytest.approx(math.nan, nan_ok=True),
+        "images_seen": 576.0}
+    assert report_runs.run_work({"images_per_epoch": 40, "images_per_epoch_1gpu": 50,
+                                 "images_seen": 120, "epochs_completed": 9}) == {
+        "images_per_epoch": 40.0, "images_per_epoch_1gpu": 50.0, "images_seen": 120.0}
 
 
 def test_scaling_without_baseline_is_nan(caplog):

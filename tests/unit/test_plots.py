@@ -146,6 +146,38 @@ def test_resources_without_gpu_samples(tmp_path):
     assert "rank 1" in text
 
 
+def _texts_and_hollow(fig) -> tuple[str, int]:
+    """A drawn figure's text and how many hollow (white-faced) markers it has."""
+    fig.set_dpi(30)
+    fig.canvas.draw()
+    text = " ".join(x.get_text() for x in fig.findobj(plt.Text))
+    hollow = sum(len(c.get_offsets()) for ax in fig.axes for c in ax.collections
+                 if len(c.get_facecolors()) and (c.get_facecolors()[:, :3] == 1).all())
+    plt.close(fig)
+    return text, hollow
+
+
+def test_unequal_work_hollow_and_early_stopped_apart(tmp_path):
+    """A speedup between unequal work is drawn hollow; an early-stopped run is an x outside
+    the mean and said in the title."""
+    t = _tables(tmp_path, {k: SWEEP[k] for k in (("none", 1), ("none", 2), ("none", 4))})
+    scaling = t.scaling.assign(equal_work=[True, False, True])
+    runs = t.runs.copy()
+    runs.loc[runs.gpus.eq(4) & runs.repeat.eq(2), "stop_reason"] = "early_stopped"
+    t = plots.Tables(runs, scaling, t.history, t.resources)
+    style.apply_style()
+    pub = published.load_published(None)
+    for kind in ("speedup", "efficiency", "training_time"):
+        text, hollow = _texts_and_hollow(plots.fig_scaling(t, pub, kind))
+        assert plots.UNEQUAL_LABEL in text and hollow == 1, kind
+        assert "1 early-stopped run(s) left out of the time to train" in text
+    assert plots.EARLY_LABEL in text  # training time: the run is an x
+    text, hollow = _texts_and_hollow(plots.fig_scaling(
+        plots.Tables(t.runs, t.scaling.drop(columns="equal_work"), t.history, t.resources),
+        pub, "speedup"))
+    assert plots.UNEQUAL_LABEL not in text and hollow == 0
+
+
 # --------------------------------------------------------------------------- helpers, CLI
 @pytest.mark.parametrize("seconds, text", [
     (45, "45 s"), (4440, "74 min"), (78000, "21 h 40 min"), (12300, "3 h 25 min"),

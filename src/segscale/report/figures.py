@@ -69,7 +69,7 @@ from segscale.report.style import (  # noqa: E402
     time_unit,
     wrap,
 )
-from segscale.study import BASELINE_POLICY, OK  # noqa: E402
+from segscale.study import BASELINE_POLICY, EARLY_STOPPED, OK  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,11 @@ RESOURCE_PANELS = (
     ("cpu_percent", "CPU (% of one core)", 1.0), ("rss_mb", "resident memory (GiB)", 1 / 1024),
     ("net_mb_s", "network sent + received (MB/s)", 1.0),
 )
+
+
+# How scaling figures mark points that are not plain time-to-train comparisons.
+UNEQUAL_LABEL = "unequal work (hollow): speedup of different work, see scaling.csv note"
+EARLY_LABEL = "early-stopped run (x): not in the mean"
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,40 @@ def load_tables(tables_dir: Path) -> Tables:
 
 
 # --------------------------------------------------------------------------- figures
+def unequal_work(sc: pd.DataFrame) -> pd.Series:
+    """Rows of the scaling table whose speedup compares different work (``equal_work``
+    False); an unknown (empty) value is not marked."""
+    if "equal_work" not in sc:
+        return pd.Series(False, index=sc.index)
+    return sc["equal_work"].map(lambda v: str(v).strip().lower() in ("false", "0", "0.0"))
+
+
+def early_stopped(runs: pd.DataFrame) -> pd.Series:
+    """Ok runs that stopped early: kept out of the time to train."""
+    if runs.empty or "stop_reason" not in runs:
+        return pd.Series(False, index=runs.index)
+    return runs["status"].eq(OK) & runs["stop_reason"].eq(EARLY_STOPPED)
+
+
+def mark_unequal(ax, d: pd.DataFrame, y, policy: str, i: int, n: int) -> None:
+    """Hollow markers over a series' points that compare unequal work."""
+    bad = unequal_work(d).to_numpy()
+    if bad.any():
+        style = policy_style(policy)
+        ax.scatter(dodge(d["gpus"].to_numpy()[bad], i, n), np.asarray(y, float)[bad],
+                   marker=style["marker"], s=64, facecolors="white", edgecolors=style["color"],
+                   linewidths=1.6, zorder=5, label=UNEQUAL_LABEL)
+
+
+def scaling_note(runs: pd.DataFrame) -> str:
+    """The runs not drawn, and the early-stopped ones left out of the time to train."""
+    notes = [excluded_note(runs)]
+    n_early = int(early_stopped(runs).sum())
+    if n_early:
+        notes.append(f"{n_early} early-stopped run(s) left out of the time to train")
+    return "; ".join(filter(None, notes))
+
+
 def fig_scaling(t: Tables, pub: pd.DataFrame, kind: str):
     """Training time, speedup or efficiency vs GPUs, one panel per (dataset, arch)."""
     panels = combos(t.scaling)
@@ -133,6 +172,7 @@ def fig_scaling(t: Tables, pub: pd.DataFrame, kind: str):
     if not panels:
         empty_panel(axes[0, 0], "no runs in the scaling table")
     ok_time = ok_runs(t.runs)
+    stopped = early_stopped(ok_time)
     tmax = float(np.nanmax(t.scaling["time_mean_s"])) if "time_mean_s" in t.scaling and \
         t.scaling["time_mean_s"].notna().any() else math.nan
     unit, div = time_unit(tmax)
@@ -155,12 +195,21 @@ def fig_scaling(t: Tables, pub: pd.DataFrame, kind: str):
             if kind == "training_time":
                 draw_series(ax, d["gpus"], d["time_mean_s"] / div, d["time_std_s"] / div,
                             pol, i, len(pols))
+                mark_unequal(ax, d, d["time_mean_s"] / div, pol, i, len(pols))
                 r = select(ok_time, ds, arch)
                 r = r[r["policy"].eq(pol)]
-                ax.scatter(dodge(r["gpus"], i, len(pols)), r["train_time_s"] / div, s=12,
+                early = stopped.reindex(r.index, fill_value=False)
+                ax.scatter(dodge(r["gpus"][~early], i, len(pols)),
+                           r["train_time_s"][~early] / div, s=12,
                            color=policy_style(pol)["color"], alpha=0.45, zorder=2, lw=0)
+                if early.any():
+                    ax.scatter(dodge(r["gpus"][early], i, len(pols)),
+                               r["train_time_s"][early] / div, s=30, marker="x",
+                               color=policy_style(pol)["color"], zorder=4, lw=1.4,
+                               label=EARLY_LABEL)
             else:
                 draw_series(ax, d["gpus"], d[kind], d[f"{kind}_std"], pol, i, len(pols))
+                mark_unequal(ax, d, d[kind], pol, i, len(pols))
         xs = np.geomspace(min(gpus), max(gpus), 50)
         if kind == "training_time":
             base = sc[sc["gpus"].eq(1) & sc["policy"].eq(BASELINE_POLICY)]["time_mean_s"]
@@ -191,7 +240,7 @@ def fig_scaling(t: Tables, pub: pd.DataFrame, kind: str):
     title = {"training_time": "Training time vs GPUs (mean ± sd over repeats; dots: runs)",
              "speedup": "Speedup vs GPUs (mean ± propagated sd)",
              "efficiency": "Scaling efficiency vs GPUs (mean ± propagated sd)"}[kind]
-    finish(fig, axes, title, excluded_note(t.runs))
+    finish(fig, axes, title, scaling_note(t.runs))
     return fig
 
 

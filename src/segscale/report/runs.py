@@ -146,6 +146,24 @@ def read_csv_named(path: Path) -> pd.DataFrame:
         raise ValueError(f"{path}: not a readable CSV ({err})") from None
 
 
+def run_work(run: dict) -> dict[str, float]:
+    """The work a run did, from run.json: global images per epoch (the 1-GPU run's for the
+    same store and caps beside it) and images seen over its whole epochs.
+
+    Records written before these fields existed give them from ``steps_per_epoch`` (per rank)
+    x ``global_batch`` and ``epochs_completed``; the 1-GPU figure is then unknown (NaN).
+    """
+    per_epoch = _num(run.get("images_per_epoch"))
+    if math.isnan(per_epoch):
+        per_epoch = _num(run.get("steps_per_epoch")) * _num(run.get("global_batch"))
+    seen = _num(run.get("images_seen"))
+    if math.isnan(seen):
+        seen = per_epoch * _num(run.get("epochs_completed"))
+    return {"images_per_epoch": per_epoch,
+            "images_per_epoch_1gpu": _num(run.get("images_per_epoch_1gpu")),
+            "images_seen": seen}
+
+
 def _run_json_fields(run: dict, path: Path, params: dict[str, Any] | None) -> dict[str, Any]:
     """Columns from run.json, after checking it agrees with the path's sweep parameters."""
     from_json = {"dataset": run.get("dataset"), "arch": run.get("arch"),
@@ -165,6 +183,7 @@ def _run_json_fields(run: dict, path: Path, params: dict[str, Any] | None) -> di
         "global_batch": _num(run.get("global_batch")),
         "lr_target": _num(run.get("lr_target")),
         "steps_per_epoch": _num(run.get("steps_per_epoch")),
+        **run_work(run),
         "seed": _num(run.get("seed")),
         "epochs_planned": _num(run.get("epochs_planned")),
         "epochs_completed": _num(run.get("epochs_completed")),

@@ -43,13 +43,23 @@ from segscale.report.runs import (
     collect_runs,
     sort_runs,
 )
-from segscale.study import BASELINE_POLICY, CONFIG_KEYS, OK, PURE_WARMUPS, STATUSES
+from segscale.study import (
+    BASELINE_POLICY,
+    CONFIG_KEYS,
+    DIVERGED,
+    EARLY_STOPPED,
+    FAILED,
+    OK,
+    PURE_WARMUPS,
+    STATUSES,
+)
 
 log = logging.getLogger(__name__)
 
 # Numeric run columns that describe the run rather than measure it: never summarised.
 NOT_MEASURES = frozenset({"gpus", "repeat", "seed", "n_classes", "resumed_from_epoch",
-                          "global_batch", "lr_target", "steps_per_epoch"})
+                          "global_batch", "lr_target", "steps_per_epoch", "images_per_epoch",
+                          "images_per_epoch_1gpu", "images_seen"})
 
 
 # --------------------------------------------------------------------------- statistics
@@ -107,39 +117,110 @@ def ratio_std(ratio: float, num_mean: float, num_std: float,
     return ratio * math.sqrt((num_std / num_mean) ** 2 + (den_std / den_mean) ** 2)
 
 
+#: Columns of the runs table that say how much work a run did (report.runs.run_work).
+WORK_COLUMNS = ("images_per_epoch", "images_per_epoch_1gpu", "images_seen")
+
+
+def timed_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose ``train_time_s`` is a time to train: ok and not stopped early.
+
+    An early-stopped run is ``ok`` (its model is evaluated), but it trained fewer epochs than
+    planned, so its time is not the time of the planned training.
+    """
+    stop = df["stop_reason"] if "stop_reason" in df else pd.Series(None, index=df.index)
+    return df[df["status"].eq(OK) & ~stop.eq(EARLY_STOPPED)]
+
+
+def _left_out(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per configuration, the runs left out of the time to train and why."""
+    stop = df["stop_reason"] if "stop_reason" in df else pd.Series(None, index=df.index)
+    flags = pd.DataFrame({"n_early_stopped": df["status"].eq(OK) & stop.eq(EARLY_STOPPED),
+                          "n_diverged": df["status"].eq(DIVERGED),
+                          "n_failed": df["status"].eq(FAILED)}, index=df.index).astype(int)
+    return pd.concat([df[keys], flags], axis=1).groupby(keys).sum()
+
+
+def work_check(work: pd.Series, base: pd.Series) -> tuple[bool | None, float, str]:
+    """Whether a configuration's timed runs did its baseline's work: (equal_work,
+    work_ratio, note). Equal means the same images per epoch and the same epochs, in every
+    timed repeat; None when either side's work is not recorded."""
+    def same(w: pd.Series, col: str) -> bool:
+        return w[f"{col}_min"] == w[f"{col}_max"]
+
+    ipe, b_ipe = work["images_per_epoch_max"], base["images_per_epoch_max"]
+    ep, b_ep = work["epochs_completed_max"], base["epochs_completed_max"]
+    if any(pd.isna(v) for v in (ipe, b_ipe, ep, b_ep)):
+        return None, math.nan, "work not recorded: speedup not checked for equal work"
+    ratio = (ipe * ep) / (b_ipe * b_ep) if b_ipe and b_ep else math.nan
+    notes = []
+    if not (same(work, "images_per_epoch") and same(base, "images_per_epoch")):
+        notes.append("repeats differ in images per epoch")
+    elif ipe != b_ipe:
+        notes.append(f"{ipe:.0f} images per epoch vs the 1-GPU baseline's {b_ipe:.0f}")
+    if not (same(work, "epochs_completed") and same(base, "epochs_completed")):
+        notes.append("repeats differ in epochs")
+    elif ep != b_ep:
+        notes.append(f"{ep:.0f} epochs vs the 1-GPU baseline's {b_ep:.0f}")
+    if notes:
+        return False, ratio, "unequal work: " + "; ".join(notes)
+    return True, ratio, ""
+
+
 def scaling(df: pd.DataFrame) -> pd.DataFrame:
     """Speedup S(N) = T(1)/T(N) and efficiency E(N) = S(N)/N per configuration.
 
-    T is ``train_time_s`` (sum of epoch times) averaged over the *ok* repeats. The 1-GPU
-    baseline of (dataset, arch, policy) is that policy's own 1-GPU runs when it has ok ones;
+    T is ``train_time_s`` (sum of epoch times) averaged over the *timed* repeats
+    (:func:`timed_runs`: ok and not early-stopped; ``n_ok`` counts them). Early-stopped,
+    diverged and failed runs are left out of T and counted apart (``n_early_stopped``,
+    ``n_diverged``, ``n_failed``, said in ``note``). The 1-GPU
+    baseline of (dataset, arch, policy) is that policy's own 1-GPU runs when it has timed ones;
     otherwise (always for ``constant``/``gradual``, which equal ``none`` on 1 GPU and are not
     run there) the (dataset, arch, ``none``) 1-GPU runs; ``baseline_policy`` says which.
     ``speedup_std`` propagates both spreads with :func:`ratio_std`; ``efficiency_std`` is
     ``speedup_std / N``. A baseline row itself (N = 1, own policy) has S = 1 and std 0, as
     numerator and denominator are the same runs. No baseline: NaN and an empty
     ``baseline_policy``.
+
+    Equal work (strong scaling): ``equal_work`` is True when the timed runs trained on the
+    baseline's images per epoch for as many epochs, False (the speedup is still given, but
+    compares different work: ``note`` says how; ``work_ratio`` = images seen / the
+    baseline's) or empty when a record does not say.
     """
     keys = list(CONFIG_KEYS)
+    df = df.assign(**{c: math.nan for c in (*WORK_COLUMNS, "epochs_completed") if c not in df})
     ok = df[df["status"].eq(OK)]
-    time = ok.groupby(keys)["train_time_s"].agg(time_mean_s="mean", time_std_s="std",
-                                                n_ok="count")
+    timed = timed_runs(df)
+    time = timed.groupby(keys)["train_time_s"].agg(time_mean_s="mean", time_std_s="std",
+                                                   n_ok="count")
+    # an epoch of an early-stopped run is an epoch like any other: per-epoch figures keep it
     per_epoch = ok.groupby(keys)["time_per_epoch_s"].agg(time_per_epoch_mean_s="mean",
                                                         time_per_epoch_std_s="std")
     ips = ok.groupby(keys)["images_per_s"].agg(images_per_s_mean="mean",
                                                images_per_s_std="std")
+    work = timed.groupby(keys)[["images_per_epoch", "epochs_completed"]].agg(["min", "max"])
+    work.columns = [f"{c}_{f}" for c, f in work.columns]
     configs = df[keys].drop_duplicates().set_index(keys)
-    table = configs.join([time, per_epoch, ips]).reset_index()
+    table = configs.join([time, per_epoch, ips, _left_out(df, keys)]).reset_index()
     table["n_ok"] = table["n_ok"].fillna(0).astype(int)
     base = {k[:3]: row for k, row in time.iterrows() if k[3] == 1 and row["n_ok"] > 0}
 
     records = []
     for row in table.itertuples(index=False):
         ds, arch, policy, n = row.dataset, row.arch, row.policy, row.gpus
+        config = (ds, arch, policy, n)
+        left = [f"{count} {what}" for count, what in ((row.n_early_stopped, "early-stopped"),
+                                                     (row.n_diverged, "diverged"),
+                                                     (row.n_failed, "failed")) if count]
+        notes = [f"left out of the time to train: {', '.join(left)} run(s)"] if left else []
+        own = work.loc[config] if config in work.index else None
         bpol = policy if (ds, arch, policy) in base else BASELINE_POLICY
         b = base.get((ds, arch, bpol))
         if b is None:
             log.warning("no ok 1-GPU baseline for %s/%s/%s", ds, arch, policy)
-            records.append({"baseline_policy": "", "baseline_n": 0})
+            records.append({"baseline_policy": "", "baseline_n": 0,
+                            "images_per_epoch": own["images_per_epoch_max"]
+                            if own is not None else math.nan,
+                            "note": "; ".join(["no 1-GPU baseline", *notes])})
             continue
         if bpol != policy and policy not in PURE_WARMUPS:
             log.warning("%s/%s/%s: no ok 1-GPU runs of its own; baseline is %s",
@@ -150,15 +231,28 @@ def scaling(df: pd.DataFrame) -> pd.DataFrame:
         else:
             s_std = ratio_std(s, b["time_mean_s"], b["time_std_s"],
                               row.time_mean_s, row.time_std_s)
+        bwork = work.loc[(ds, arch, bpol, 1)]
+        equal, ratio, why = (work_check(own, bwork) if own is not None
+                             else (None, math.nan, ""))
+        if equal is False:
+            log.warning("%s/%s/%s/%d GPUs: %s", ds, arch, policy, n, why)
         records.append({"baseline_policy": bpol, "baseline_n": int(b["n_ok"]),
                         "baseline_time_mean_s": b["time_mean_s"],
                         "baseline_time_std_s": b["time_std_s"],
                         "speedup": s, "speedup_std": s_std,
-                        "efficiency": s / n, "efficiency_std": s_std / n})
+                        "efficiency": s / n, "efficiency_std": s_std / n,
+                        "images_per_epoch": own["images_per_epoch_max"]
+                        if own is not None else math.nan,
+                        "baseline_images_per_epoch": bwork["images_per_epoch_max"],
+                        "equal_work": equal, "work_ratio": ratio,
+                        "note": "; ".join(filter(None, [why, *notes]))})
     extra = pd.DataFrame(records, index=table.index,
                          columns=["baseline_policy", "baseline_n", "baseline_time_mean_s",
                                   "baseline_time_std_s", "speedup", "speedup_std",
-                                  "efficiency", "efficiency_std"])
+                                  "efficiency", "efficiency_std", "images_per_epoch",
+                                  "baseline_images_per_epoch", "equal_work", "work_ratio",
+                                  "note"])
+    extra["note"] = extra["note"].fillna("")
     table = pd.concat([table, extra], axis=1)
     table["ideal_speedup"] = table["gpus"].astype(float)
     return sort_runs(table, keys)

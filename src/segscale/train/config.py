@@ -236,6 +236,59 @@ def _validate(c: TrainConfig) -> None:
 
 
 @dataclass(frozen=True)
+class StepPlan:
+    """Steps per rank and the images they make, for one epoch (:func:`plan_steps`)."""
+
+    steps: int                  # training steps of each rank
+    val_steps: int              # validation batches of each rank
+    images_per_epoch: int       # trained on by all ranks together: ranks x batch x steps
+    images_per_epoch_1gpu: int  # what the same store, batch and cap give one GPU
+    val_images_per_epoch: int   # validated by all ranks together
+
+    @property
+    def equal_work(self) -> bool:
+        """Whether this epoch trains on as many images as the 1-GPU run's."""
+        return self.images_per_epoch == self.images_per_epoch_1gpu
+
+
+def plan_steps(n_train: int, n_val: int, batch_size: int, n_ranks: int,
+               steps_per_epoch: int | None = None,
+               validation_steps: int | None = None) -> StepPlan:
+    """Steps per rank so every GPU count does the 1-GPU run's work (strong scaling).
+
+    The per-GPU batch is fixed and ``steps_per_epoch`` / ``validation_steps`` are *global*
+    caps, counted in batches of the 1-GPU run. One GPU takes ``G = min(cap, n_train //
+    batch)`` steps; each of N ranks takes ``max(1, G // N)``, never more than its shard holds
+    (``n_train // N`` rows, :meth:`~segscale.data.store.SliceStore.shard`). Where N divides
+    G, the N ranks train on exactly the 1-GPU run's ``G x batch`` images per epoch; where it
+    does not, on fewer, by less than one global batch (``N x batch``): floor, not ceil, so a
+    cap is never exceeded (except ``G < N``, where every rank still takes one step).
+    Without a cap ``G // N == n_train // (batch x N)``: the whole shard in full batches.
+    Validation keeps its last partial batch: uncapped, each rank validates its whole shard.
+
+    Raises:
+        ValueError: a batch larger than a rank's shard, or fewer validation rows than ranks.
+    """
+    shard = n_train // n_ranks
+    if shard < batch_size:
+        raise ValueError(f"hparams.batch_size: {batch_size} exceeds this rank's shard of "
+                         f"{shard} slices ({n_train} over {n_ranks} ranks)")
+    one_gpu = n_train // batch_size
+    global_steps = min(one_gpu, steps_per_epoch or one_gpu)
+    steps = min(max(1, global_steps // n_ranks), shard // batch_size)
+    val_shard = n_val // n_ranks
+    if val_shard == 0:
+        raise ValueError(f"{n_val} validation slices cannot feed {n_ranks} ranks")
+    val_all = math.ceil(val_shard / batch_size)
+    val_steps = val_all if validation_steps is None else min(
+        val_all, max(1, validation_steps // n_ranks))
+    return StepPlan(steps=steps, val_steps=val_steps,
+                    images_per_epoch=n_ranks * batch_size * steps,
+                    images_per_epoch_1gpu=global_steps * batch_size,
+                    val_images_per_epoch=n_ranks * min(val_steps * batch_size, val_shard))
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """Where a run reads and writes, and what it is (the CLI arguments other than hparams)."""
 

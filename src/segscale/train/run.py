@@ -14,7 +14,6 @@ weights differ make the run ``failed``. The CLI is :mod:`segscale.train.__main__
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import socket
@@ -27,7 +26,7 @@ import numpy as np
 from segscale.fileio import atomic_path, sha256
 from segscale.study import DIVERGED, EARLY_STOPPED, FAILED, MODEL_FILE, OK, PREEMPTED
 from segscale.train.batches import train_batches, val_batches
-from segscale.train.config import RunSpec, TrainConfig
+from segscale.train.config import RunSpec, StepPlan, TrainConfig, plan_steps
 from segscale.train.launch import GpuPlacement, gpu_conflict, gpu_placement, set_rank
 from segscale.train.record import (
     base_record,
@@ -98,6 +97,7 @@ class Setup:
     schedule: Any
     fingerprint: str
     out: Path
+    plan: StepPlan
 
     @property
     def ckpt_root(self) -> Path:
@@ -161,13 +161,14 @@ def set_up(spec: RunSpec, cfg: TrainConfig) -> Setup:
         raise ValueError(f"{spec.val_store}: image shape {val_store.images.shape[1:]} differs "
                          f"from the training store's {image_shape}")
     rows = train_store.shard(rank, size)
-    steps = len(rows) // cfg.batch_size
-    if steps == 0:
-        raise ValueError(f"hparams.batch_size: {cfg.batch_size} exceeds this rank's shard of "
-                         f"{len(rows)} slices ({len(train_store)} over {size} ranks)")
-    steps = min(steps, cfg.steps_per_epoch or steps)
     val_rows = val_store.shard(rank, size)
-    val_steps = min(math.ceil(len(val_rows) / cfg.batch_size), cfg.validation_steps or 10**9)
+    # global caps, the 1-GPU run's work at every N (plan_steps: how it rounds)
+    plan = plan_steps(len(train_store), len(val_store), cfg.batch_size, size,
+                      cfg.steps_per_epoch, cfg.validation_steps)
+    steps, val_steps = plan.steps, plan.val_steps
+    log.info("%d ranks x %d steps x batch %d = %d images per epoch (1 GPU: %d)%s", size, steps,
+             cfg.batch_size, plan.images_per_epoch, plan.images_per_epoch_1gpu,
+             "" if plan.equal_work else ": whole global batches cannot make it equal")
     n_classes = train_store.n_classes
     return Setup(
         tf=tf, hvd=hvd, hvd_tf=hvd_tf, rank=rank, size=size, device=device, hosts=hosts,
@@ -175,7 +176,8 @@ def set_up(spec: RunSpec, cfg: TrainConfig) -> Setup:
         val_store=val_store, image_shape=image_shape, n_classes=n_classes, rows=rows,
         steps=steps, val_rows=val_rows, val_steps=val_steps,
         schedule=cfg.schedule(spec.policy, size, steps),
-        fingerprint=fingerprint(spec, cfg, size, steps, image_shape, n_classes), out=spec.out)
+        fingerprint=fingerprint(spec, cfg, size, steps, image_shape, n_classes), out=spec.out,
+        plan=plan)
 
 
 def make_model(s: Setup, spec: RunSpec, cfg: TrainConfig):
@@ -336,6 +338,10 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
     record.resumed_from_epoch = r.initial_epoch or None
     record.steps_per_epoch = s.steps
     record.validation_steps = s.val_steps
+    record.images_per_epoch = s.plan.images_per_epoch
+    record.images_per_epoch_1gpu = s.plan.images_per_epoch_1gpu
+    record.val_images_per_epoch = s.plan.val_images_per_epoch
+    record.images_seen = record.epochs_completed * s.plan.images_per_epoch  # whole epochs
     record.global_batch = cfg.batch_size * s.size
     record.lr_target = s.schedule.target_lr
     record.image_shape = list(s.image_shape)
