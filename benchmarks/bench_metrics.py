@@ -2,7 +2,9 @@
 
 Both sides run in the same process on the same masks, interleaved repeat by repeat (the
 order alternating), so machine noise hits both alike; the table gives median times and the
-median of the per-repeat ratios, after checking that both sides agree.
+median of the per-repeat ratios, after checking that both sides agree. Then the full
+metric set (4 classes) against its floor, one ``np.bincount`` of ``truth * 4 + pred`` over the
+same masks; printed last as ``metrics_vs_floor: <full / floor>`` (goal <= 1.5).
 
     .venv/bin/python benchmarks/bench_metrics.py [--masks 64] [--size 512] [--repeats 5]
 """
@@ -19,6 +21,7 @@ import numpy as np
 from medpy.metric import binary as medpy
 
 from segscale.evaluate import metrics as M
+from segscale.evaluate.scoring import overlap_table
 from segscale.evaluate.surface import surface_metrics
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,43 @@ def medpy_multiclass(truth, pred):
     return np.array(dice), np.array(iou)
 
 
+def full_metric_set(truth, pred, k: int = 4):
+    """Every SegEval metric, per slice and pooled: one confusion matrix per slice, then
+    per-class Dice, IoU, sensitivity, specificity and the class means (Dice, foreground Dice,
+    mean accuracy, mean IoU, fwIoU, pixel accuracy) of every slice and of the pooled matrix."""
+    confs = M.confusion_matrices(truth, pred, k)
+    pooled = confs.sum(axis=0)
+    return confs, overlap_table(confs), overlap_table(pooled[None])
+
+
+def bincount_floor(truth, pred, k: int = 4):
+    """The floor: one ``np.bincount`` of the codes ``truth * K + pred`` over the same
+    arrays (the pooled confusion matrix and nothing else)."""
+    return np.bincount((truth * k + pred).ravel(), minlength=k * k)
+
+
+def against_floor(truth, pred, repeats: int, k: int = 4) -> dict:
+    """Interleaved timings of :func:`full_metric_set` and :func:`bincount_floor`, and of a
+    bare ``np.bincount`` of precomputed codes; checks the pooled matrices agree."""
+    codes = (truth * k + pred).ravel()
+    fns = {"full": lambda: full_metric_set(truth, pred, k),
+           "floor": lambda: bincount_floor(truth, pred, k),
+           "bare": lambda: np.bincount(codes, minlength=k * k)}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    out = {}
+    for r in range(repeats):
+        for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+            t0 = time.perf_counter()
+            out[name] = fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    np.testing.assert_array_equal(out["full"][0].sum(axis=0), out["floor"].reshape(k, k))
+    full = np.array(times["full"])
+    return {"full": float(np.median(full)), "floor": float(np.median(times["floor"])),
+            "bare": float(np.median(times["bare"])),
+            "ratio": float(np.median(full / np.array(times["floor"]))),
+            "ratio_bare": float(np.median(full / np.array(times["bare"])))}
+
+
 def compare(name: str, ours: Callable, theirs: Callable, repeats: int) -> dict:
     """Interleaved timings; raises if the two sides disagree."""
     t_ours, t_theirs = [], []
@@ -118,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         compare("hd95 + ASSD, spacing 0.7x1.3", lambda: ours_surface(truth, pred, spacing),
                 lambda: medpy_surface(truth, pred, spacing), args.repeats),
     ]
+    floor = against_floor(t4, p4, max(args.repeats, 5))
     log.info("%d masks of %dx%d, %d interleaved repeats, median times per batch",
              args.masks, args.size, args.size, args.repeats)
     log.info("| %-28s | %11s | %11s | %14s |", "metric", "segscale", "medpy", "medpy/segscale")
@@ -125,6 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         log.info("| %-28s | %8.1f ms | %8.1f ms | %13.1fx |", row["name"], 1000 * row["ours"],
                  1000 * row["medpy"], row["ratio"])
+    log.info("")
+    log.info("full metric set, 4 classes (per-slice confusion matrices; per-class Dice, IoU, "
+             "sensitivity, specificity and every class mean, per slice and pooled):")
+    log.info("  segscale full set:                      %8.1f ms", 1000 * floor["full"])
+    log.info("  floor, np.bincount(truth*4 + pred):     %8.1f ms   ratio %.2f (goal <= 1.5)",
+             1000 * floor["floor"], floor["ratio"])
+    log.info("  np.bincount of precomputed codes alone: %8.1f ms   ratio %.2f",
+             1000 * floor["bare"], floor["ratio_bare"])
+    log.info("metrics_vs_floor: %.2f", floor["ratio"])
     return 0
 
 
