@@ -50,6 +50,7 @@ def main() -> None:
     print(f"thesis sweep dry run ({full_jobs} jobs): {f:6.1f} s   data stage only "
           f"({data_jobs} jobs): {d:6.1f} s   ratio {f / d:4.1f}   ({args.repeats} repeats, "
           "medians)")
+    print(f"dag_plan_s: {f:.1f}")
 
 
 if __name__ == "__main__":

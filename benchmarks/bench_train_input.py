@@ -61,7 +61,8 @@ def main() -> int:
                            "model_images_per_s": model, "ratio_pipeline_over_model":
                            wrapped / model, "config": vars(args)})
     print(f"(c) images/s: input generator {bare:.0f}, through tf.data {wrapped:.0f}, model "
-          f"consumes {model:.1f}; ratio pipeline/model = {wrapped / model:.1f}")
+          f"consumes {model:.1f}")
+    print(f"input_headroom: {wrapped / model:.1f}")
     return 0
 
 
