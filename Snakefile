@@ -18,6 +18,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/tune.smk"
+include: "workflow/rules/scaling.smk"
 
 
 rule all:
@@ -25,12 +26,15 @@ rule all:
     input:
         data_targets,
         rules.plots.output,
+        rules.time_to_accuracy.output,
+        rules.breakdown.output,
     localrule: True
 
 
 rule figures:
     input:
         rules.plots.output,
+        rules.breakdown.output,
     localrule: True
 
 
@@ -55,4 +59,10 @@ rule tune:
 rule guideline:
     input:
         rules.guideline_report.output,
+    localrule: True
+
+
+rule predict_scaling:
+    input:
+        rules.predicted_scaling.output,
     localrule: True

@@ -468,3 +468,116 @@ def tune_final_decision(wildcards):
         f"{path}: not done after guideline.max_iterations={limit} iterations "
         "(settings changed mid-loop? delete results/tune/.../iter* to restart)"
     )
+
+
+# ---- scaling prediction (scaling.smk, docs/prediction.md; owned by segscale.scaling) -------
+
+PREDICTION = config.get("prediction", {})
+BENCH = PREDICTION.get("bench", {})
+ALLREDUCE_TABLES = "results/scaling/allreduce/gpus{n}.csv"
+
+
+def predicted_clusters():
+    """{name: section} of the clusters to predict (prediction.clusters, default all)."""
+    clusters = config.get("clusters", {})
+    names = PREDICTION.get("clusters") or list(clusters)
+    unknown = sorted(set(names) - set(clusters))
+    if unknown:
+        raise ValueError(
+            f"config prediction.clusters: {unknown} not defined under 'clusters' "
+            f"(defined: {sorted(clusters)})"
+        )
+    return {name: clusters[name] for name in names}
+
+
+def predicting_from(key, value, default):
+    """Whether any predicted cluster has ``key`` (compute, links) equal to ``value``."""
+    return any(c.get(key, default) == value for c in predicted_clusters().values())
+
+
+def bench_gpus():
+    """Rank counts of the allreduce microbenchmark (default: the swept counts above 1)."""
+    return sorted(set(BENCH.get("gpus") or [n for n in SWEEP["gpus"] if n > 1]))
+
+
+def allreduce_tables(wildcards):
+    """The microbenchmark tables, when a predicted cluster calibrates its links."""
+    if not predicting_from("links", "calibrated", "calibrated"):
+        return []
+    return expand(ALLREDUCE_TABLES, n=bench_gpus())
+
+
+def measured_runs_table(wildcards):
+    """runs.csv, when a predicted cluster takes its compute from the sweep's runs."""
+    if predicting_from("compute", "measured", "measured"):
+        return [rules.aggregate.output.runs]
+    return []
+
+
+def measured_scaling_table(wildcards):
+    if predicting_from("compute", "measured", "measured"):
+        return [rules.aggregate.output.scaling]
+    return []
+
+
+def clusters_json(wildcards):
+    """The predicted clusters' sections, as JSON for segscale.scaling."""
+    return json.dumps(predicted_clusters(), sort_keys=True)
+
+
+def measured_workloads_json(wildcards):
+    """The sweep's (dataset, arch) as segscale.scaling workloads: channels, classes, size,
+    model options, per-GPU batch, fp16 allreduce (parameter counts come from these)."""
+    from types import SimpleNamespace
+
+    from segscale.data.params import DatasetParams
+    from segscale.train.config import TrainConfig
+
+    out = []
+    for name, arch in itertools.product(SWEEP["datasets"], SWEEP["archs"]):
+        section = dataset_section(name)
+        p = DatasetParams.from_mapping(name, dict(section, root=section.get("root", "")))
+        hparams = hparams_json(SimpleNamespace(dataset=name, arch=arch))
+        cfg = TrainConfig.from_mapping(json.loads(hparams))
+        out.append(
+            {
+                "dataset": name,
+                "arch": arch,
+                "channels": len(p.channels),
+                "classes": p.n_classes,
+                "size": list(p.size),
+                "model": {k: v for k, v in cfg.model.items() if k != "vgg16_weights"},
+                "batch_size": cfg.batch_size,
+                "fp16_allreduce": bool(cfg.fp16_allreduce),
+            }
+        )
+    return json.dumps(out, sort_keys=True)
+
+
+def bench_sizes(wildcards):
+    sizes = BENCH.get("sizes") or [4096, 65536, 1048576, 4194304, 16777216, 67108864]
+    return " ".join(str(int(s)) for s in sizes)
+
+
+def bench_runtime(wildcards):
+    return BENCH.get("runtime", 15)
+
+
+def train_launcher(wildcards, input, threads, attempt):
+    """The train rule's launcher for ``n`` ranks, as the profile sets it (set-resources
+    train: mpi), so the microbenchmark starts its ranks exactly like a training run."""
+    resource = rules.train.rule.resources.get("mpi")
+    if resource is None:
+        return mpi_launcher(wildcards)
+    value = resource.evaluate(
+        wildcards,
+        input=input,
+        threads=threads,
+        attempt=attempt,
+        rulename="train",
+        async_run=workflow.async_run,
+    )
+    return value._value if value.is_evaluable() else value.value
+
+
+predicted_clusters()  # unknown names stop snakemake before any job

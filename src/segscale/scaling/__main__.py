@@ -1,0 +1,5 @@
+import sys
+
+from segscale.scaling.cli import main
+
+sys.exit(main())
