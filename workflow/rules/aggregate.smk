@@ -95,3 +95,33 @@ rule plots:
     shell:
         "python -m segscale.report.figures --tables-dir {params.tables:q} --out-dir {params.out:q}"
         " --curve-gpus {params.curve_gpus} > {log:q} 2>&1"
+
+
+rule time_to_accuracy:
+    input:
+        runs=rules.aggregate.output.runs,
+        history=rules.aggregate.output.history,
+    output:
+        table=report(
+            "results/tables/time_to_accuracy.csv",
+            caption="../report/time_to_accuracy_table.rst",
+            category="Tables",
+        ),
+        figure=report(
+            "results/figures/time_to_accuracy.png",
+            caption="../report/time_to_accuracy.rst",
+            category="Scaling",
+        ),
+        svg="results/figures/time_to_accuracy.svg",
+    log:
+        "results/logs/time_to_accuracy.log",
+    localrule: True
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        fractions=config.get("time_to_accuracy", {}).get("fractions", [1.0, 0.95]),
+        out=output_folder("figure"),
+    shell:
+        "python -m segscale.report.accuracy_time --runs {input.runs:q} --history {input.history:q}"
+        " --fractions {params.fractions} --table {output.table:q} --out-dir {params.out:q}"
+        " > {log:q} 2>&1"
