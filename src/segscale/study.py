@@ -32,9 +32,13 @@ PREEMPTED, EARLY_STOPPED = "preempted", "early_stopped"
 STOP_REASONS = (DIVERGED, PREEMPTED, EARLY_STOPPED)
 
 # ---- records -----------------------------------------------------------------------------
+#: Where an epoch's time went (seconds; docs/training.md, "Where the time goes"): the first
+#: four are inside ``epoch_time_s`` (each the mean over ranks), ``checkpoint_s`` follows it.
+BREAKDOWN_COLUMNS = ("compute_s", "allreduce_s", "input_wait_s", "validation_s",
+                     "checkpoint_s")
 #: Columns of a run's ``history.csv``, one row per epoch.
 HISTORY_COLUMNS = ("epoch", "lr", "loss", "val_loss", "val_dice", "epoch_time_s",
-                   "images_per_s", "ranks")
+                   "images_per_s", "ranks", *BREAKDOWN_COLUMNS)
 #: Columns of a rank's resource samples (``resources/rank{k}.csv``).
 RESOURCE_COLUMNS = ("time_s", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb",
                     "net_sent_bytes", "net_recv_bytes")
@@ -139,6 +143,8 @@ class RunRecord:
     fingerprint: str | None = None
     rank_weight_digests: list[str] | None = None
     rank_seeds: list[int] | None = None  # each rank's dropout seed (train.record.rank_seed)
+    startup_s: float | None = None  # rank process created -> first training step (slowest)
+    timeline: str | None = None  # Horovod's timeline file, when one was recorded
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

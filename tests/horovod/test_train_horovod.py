@@ -34,7 +34,9 @@ print(weights_digest(m.get_weights()))
 def test_history_manifest_and_records_are_sane(two_rank_run):
     man, hist = two_rank_run.manifest, two_rank_run.history
     assert list(hist.columns) == ["epoch", "lr", "loss", "val_loss", "val_dice",
-                                  "epoch_time_s", "images_per_s", "ranks"]
+                                  "epoch_time_s", "images_per_s", "ranks", "compute_s",
+                                  "allreduce_s", "input_wait_s", "validation_s",
+                                  "checkpoint_s"]
     assert hist["epoch"].tolist() == [0, 1] and (hist["ranks"] == 2).all()
     # gradual warmup on 2 ranks: the logged lr is the policy's value for each epoch
     steps = man["steps_per_epoch"]
@@ -254,3 +256,24 @@ def test_step_cap_is_global(train_python, stores, tmp_path):
     assert man["images_per_epoch"] == man["images_per_epoch_1gpu"] == 16 == man["images_seen"]
     assert man["val_images_per_epoch"] == 8
     assert man["global_batch"] == 8
+
+
+def test_time_breakdown_columns_and_timeline(train_python, stores, two_rank_run, tmp_path):
+    # the shared run: no timeline unless asked; every component there, within the epoch
+    parts = ["compute_s", "allreduce_s", "input_wait_s", "validation_s"]
+    hist, man = two_rank_run.history, two_rank_run.manifest
+    assert (hist[[*parts, "checkpoint_s"]] >= 0).all().all()
+    assert (hist[parts].sum(axis=1) <= hist["epoch_time_s"] + 0.05).all()
+    assert (hist["compute_s"] > 0).all() and (hist["allreduce_s"] > 0).all()
+    assert (hist["validation_s"] > 0).all() and (hist["checkpoint_s"] > 0).all()
+    assert man["startup_s"] > 0 and man["timeline"] is None
+    assert not (two_rank_run.out / "timeline.json").exists()
+    # hparams.timeline: Horovod writes its timeline into the run directory
+    run = run_train(train_python, stores, tmp_path / "tl", {**TINY, "epochs": 1,
+                                                           "timeline": True}, ranks=2)
+    assert run.proc.returncode == 0, run.proc.stderr[-3000:]
+    timeline = run.out / "timeline.json"
+    assert run.manifest["timeline"] == str(timeline.resolve())
+    assert run.manifest["hparams"]["timeline"] is True
+    text = timeline.read_text()
+    assert text.startswith("[") and "ALLREDUCE" in text

@@ -125,3 +125,28 @@ rule time_to_accuracy:
         "python -m segscale.report.accuracy_time --runs {input.runs:q} --history {input.history:q}"
         " --fractions {params.fractions} --table {output.table:q} --out-dir {params.out:q}"
         " > {log:q} 2>&1"
+
+
+rule breakdown:
+    input:
+        runs=rules.aggregate.output.runs,
+        history=rules.aggregate.output.history,
+    output:
+        table="results/tables/breakdown.csv",
+        figure=report(
+            "results/figures/breakdown.png",
+            caption="../report/breakdown.rst",
+            category="Scaling",
+        ),
+        svg="results/figures/breakdown.svg",
+    log:
+        "results/logs/breakdown.log",
+    localrule: True
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        tables=input_folder("runs"),
+        out=output_folder("figure"),
+    shell:
+        "python -m segscale.report.breakdown --tables-dir {params.tables:q}"
+        " --table {output.table:q} --out-dir {params.out:q} > {log:q} 2>&1"

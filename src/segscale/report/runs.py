@@ -189,6 +189,7 @@ def _run_json_fields(run: dict, path: Path, params: dict[str, Any] | None) -> di
         "epochs_completed": _num(run.get("epochs_completed")),
         "resumed_from_epoch": _num(run.get("resumed_from_epoch")),
         "train_time_s": _num(run.get("train_time_s")),
+        "startup_s": _num(run.get("startup_s")),
         "hosts": ",".join(map(str, hosts)) if isinstance(hosts, list) else str(hosts),
         "n_hosts": float(len(set(hosts))) if isinstance(hosts, list) else math.nan,
         "gpu_model": (env.get("gpus") or [None])[0],

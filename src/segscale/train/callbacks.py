@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from segscale.train.checkpoint import write_checkpoint
 from segscale.train.schedules import Schedule, learning_rate
+from segscale.train.timing import STEP_COMPONENTS, EpochTimes, gather_rows, rank_mean
 
 log = logging.getLogger(__name__)
 
@@ -110,21 +111,110 @@ class LearningRateCallback(tf.keras.callbacks.Callback):
             logs["lr"] = self.epoch_lr.get(epoch, learning_rate(self.schedule, epoch, 0))
 
 
+class StepTimingCallback(tf.keras.callbacks.Callback):
+    """Where each epoch's time goes on this rank (:mod:`segscale.train.timing`).
+
+    :meth:`install` wraps ``model.train_step`` so the step stamps, in the graph, when its
+    batch left the input pipeline; the step consumes the batch only after the stamp (so it
+    is not postponed by the executor). The stamp goes to a CPU variable of this callback,
+    not of the model, so weights, checkpoints and digests are unchanged.
+
+    The allreduce is not stamped inside the step: a stamp that no op waits for runs late,
+    and one that the allreduce waits for would stop Horovod overlapping communication with
+    the backward pass. Instead :meth:`probe` allreduces a buffer of the gradients' size
+    (and compression) ``PROBE_REPEATS`` times once per epoch, after the last training step,
+    and :class:`~segscale.train.timing.EpochTimes` counts the fastest one per step.
+
+    First in the callback list: its batch-end hook runs right after the step and its
+    batch-begin hook before the others (the lr callback's update counts as input wait).
+    """
+
+    PROBE_REPEATS = 3
+
+    def __init__(self, times: EpochTimes,
+                 allreduce: Callable[[Any], Any] | None = None) -> None:
+        super().__init__()
+        self.times = times
+        self.allreduce = allreduce  # hvd allreduce of one tensor (None: no probe)
+        self.stamp: Any = None
+        self.buffer: Any = None
+        self.traced = 0  # times the training step was traced (graph built)
+        self._seen_traces = 0
+
+    def install(self, model: tf.keras.Model) -> None:
+        """Wrap ``model.train_step`` (before ``fit`` traces it)."""
+        with tf.device("/cpu:0"):
+            self.stamp = tf.Variable(math.nan, dtype=tf.float64, trainable=False,
+                                     name="segscale_input_stamp")
+        input_ready, train_step = self.stamp, model.train_step
+
+        def timed_train_step(data):
+            self.traced += 1  # Python runs here only while tf.function traces the step
+            with tf.device("/cpu:0"):
+                with tf.control_dependencies(tf.nest.flatten(data)):
+                    stamp = tf.timestamp()
+                assigned = input_ready.assign(stamp)
+            with tf.control_dependencies([assigned]):
+                data = tf.nest.map_structure(tf.identity, data)
+            return train_step(data)
+
+        model.train_step = timed_train_step
+        n = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+        self.buffer = tf.zeros([max(n, 1)], tf.float32)
+
+    def probe(self) -> None:
+        """Time allreduces of a gradient-sized buffer; the first also waits for the slowest
+        rank to finish its epoch and is not counted."""
+        if self.allreduce is None or self.buffer is None:
+            return
+        took = []
+        for _ in range(self.PROBE_REPEATS):
+            t0 = time.perf_counter()
+            out = self.allreduce(self.buffer)
+            float(out[0].numpy())  # wait for it (one value to the host)
+            took.append(time.perf_counter() - t0)
+        self.times.allreduce_per_step = min(took[1:] or took)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.times.reset()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.times.batch_begin()
+
+    def on_train_batch_end(self, batch, logs=None):
+        traced, self._seen_traces = self.traced > self._seen_traces, self.traced
+        stamp = float(self.stamp.numpy()) if self.stamp is not None else math.nan
+        self.times.batch_end(stamp, math.nan, math.nan, traced=traced)
+
+    def on_test_begin(self, logs=None):
+        self.probe()  # every rank validates after its last step: all reach it together
+        self.times.test_begin()
+
+    def on_test_end(self, logs=None):
+        self.times.test_end()
+
+
 class HistoryCallback(tf.keras.callbacks.Callback):
-    """One history row per epoch: lr, losses, val Dice, wall time (max over ranks), images/s.
+    """One history row per epoch: lr, losses, val Dice, wall time (max over ranks), images/s
+    and where the time went.
 
     ``epoch_time_s`` spans the whole epoch including validation; ``images_per_s`` divides
     the images all ranks trained on by the training part of the epoch (validation excluded),
-    both as the slowest rank saw them.
+    both as the slowest rank saw them. With ``timing``, the row also holds
+    :data:`~segscale.train.timing.STEP_COMPONENTS`, each the mean over ranks of that rank's
+    seconds (gathered in the same max-allreduce); ``checkpoint_s`` is added after the
+    checkpoint (:class:`CheckpointCallback`).
     """
 
     def __init__(self, state: RunState, comm: Comm, images_per_step: int,
-                 writer: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+                 writer: Callable[[list[dict[str, Any]]], None] | None = None,
+                 timing: EpochTimes | None = None) -> None:
         super().__init__()
         self.state = state
         self.comm = comm
         self.images_per_step = images_per_step  # global: batch x ranks
         self.writer = writer
+        self.timing = timing
         self.t0 = 0.0
         self.t_train = 0.0
         self.steps = 0
@@ -140,8 +230,12 @@ class HistoryCallback(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         t_epoch = time.perf_counter() - self.t0
-        t_epoch, t_train = (float(v) for v in
-                            self.comm.allreduce_max(np.array([t_epoch, self.t_train])))
+        local = (self.timing.values() if self.timing is not None
+                 else np.full(len(STEP_COMPONENTS), np.nan))
+        rows = gather_rows(np.concatenate([[t_epoch, self.t_train], local]), self.comm.rank,
+                           self.comm.size, self.comm.allreduce_max)
+        t_epoch, t_train = (float(v) for v in np.nanmax(rows[:, :2], axis=0))
+        parts = rank_mean(rows[:, 2:])
         row = {
             "epoch": int(epoch),
             "lr": float(logs.get("lr", math.nan)),
@@ -151,6 +245,8 @@ class HistoryCallback(tf.keras.callbacks.Callback):
             "epoch_time_s": t_epoch,
             "images_per_s": self.steps * self.images_per_step / t_train if t_train else math.nan,
             "ranks": self.comm.size,
+            **{name: float(v) for name, v in zip(STEP_COMPONENTS, parts, strict=True)},
+            "checkpoint_s": math.nan,
         }
         self.state.history.append(row)
         log.info("epoch %d: lr %.3g loss %.4f val_loss %.4f val_dice %.4f %.1fs %.1f img/s",
@@ -294,20 +390,33 @@ class Checkpointer:
 
 
 class CheckpointCallback(tf.keras.callbacks.Callback):
-    """Snapshots every epoch; writes every ``every`` epochs, the last one, and when finishing."""
+    """Snapshots every epoch; writes every ``every`` epochs, the last one, and when finishing.
 
-    def __init__(self, checkpointer: Checkpointer, every: int, epochs: int) -> None:
+    The seconds spent (snapshot and write, rank 0's) become the epoch's ``checkpoint_s`` and
+    ``writer`` rewrites the history with it. The snapshot is taken first, so the history a
+    checkpoint holds lacks its own epoch's ``checkpoint_s``.
+    """
+
+    def __init__(self, checkpointer: Checkpointer, every: int, epochs: int,
+                 writer: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
         super().__init__()
         self.checkpointer = checkpointer
         self.every = every
         self.epochs = epochs
+        self.writer = writer
 
     def on_epoch_end(self, epoch, logs=None):
+        t0 = time.perf_counter()
         done = epoch + 1
         self.checkpointer.snapshot(self.model, done)
         if (done % self.every == 0 or done >= self.epochs
                 or self.checkpointer.state.finish_reason):
             self.checkpointer.write()
+        history = self.checkpointer.state.history
+        if history and history[-1].get("epoch") == epoch:
+            history[-1]["checkpoint_s"] = time.perf_counter() - t0
+            if self.writer is not None:
+                self.writer(history)
 
 
 class StopCallback(tf.keras.callbacks.Callback):

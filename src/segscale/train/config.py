@@ -87,6 +87,7 @@ class TrainConfig:
     sync_every_steps: int = 10
     sample_interval_s: float = 5.0
     tensorboard: bool = True
+    timeline: bool = False  # Horovod timeline in <run dir>/timeline.json
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", MappingProxyType(dict(self.model)))

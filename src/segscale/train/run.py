@@ -39,6 +39,7 @@ from segscale.train.record import (
     write_record,
     write_resources,
 )
+from segscale.train.timing import EpochTimes, process_start_time
 
 log = logging.getLogger("segscale.train")
 
@@ -46,6 +47,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_PREEMPTED = 75
+TIMELINE_ENV, TIMELINE_FILE = "HOROVOD_TIMELINE", "timeline.json"
 
 
 def configure_devices(tf, hvd, threads: int, host: str) -> tuple[str, GpuPlacement]:
@@ -113,6 +115,7 @@ class Resumed:
     initial_epoch: int
     state: Any
     from_checkpoint: bool
+    timing: Any = None  # the run's StepTimingCallback, once make_callbacks made it
 
 
 @dataclass
@@ -235,22 +238,29 @@ def make_callbacks(s: Setup, cfg: TrainConfig, r: Resumed, signals):
     if checkpointer.last is not None:
         checkpointer.last.written = r.from_checkpoint  # already on disk when resuming
     history_path = s.out / "history.csv"
+    writer = (lambda rows: write_history(history_path, rows)) if s.rank == 0 else None
+    # first: its batch hooks frame the step itself (segscale.train.timing)
+    compression = s.hvd.Compression.fp16 if cfg.fp16_allreduce else s.hvd.Compression.none
+    r.timing = cb.StepTimingCallback(
+        EpochTimes(process_start=process_start_time()),
+        lambda t: s.hvd_tf.allreduce(t, op=s.hvd_tf.Average, compression=compression,
+                                     name="segscale_allreduce_probe"))
+    r.timing.install(r.model)
     callbacks = [
-        s.hvd.callbacks.MetricAverageCallback(),  # first: every rank decides on the same logs
+        r.timing,
+        s.hvd.callbacks.MetricAverageCallback(),  # every rank decides on the same logs
         cb.LearningRateCallback(s.schedule),
-        cb.HistoryCallback(r.state, s.comm, cfg.batch_size * s.size,
-                           (lambda rows: write_history(history_path, rows))
-                           if s.rank == 0 else None),
+        cb.HistoryCallback(r.state, s.comm, cfg.batch_size * s.size, writer, r.timing.times),
         cb.DivergenceCallback(r.state, s.comm, cfg.divergence_factor, cfg.sync_every_steps,
                               signals),
         cb.EarlyStoppingCallback(r.state, cfg.early_stopping_patience,
                                  cfg.early_stopping_min_delta),
-        cb.CheckpointCallback(checkpointer, cfg.checkpoint_every, cfg.epochs),
+        cb.CheckpointCallback(checkpointer, cfg.checkpoint_every, cfg.epochs, writer),
         cb.StopCallback(r.state, s.comm, signals),
         cb.FaultPerturbCallback(s.rank),  # a no-op unless SEGSCALE_FAULT_PERTURB_RANK is set
     ]
     if s.rank == 0 and cfg.tensorboard:  # after history: every recorded epoch reaches it
-        callbacks.insert(3, s.tf.keras.callbacks.TensorBoard(str(s.out / "tensorboard"),
+        callbacks.insert(4, s.tf.keras.callbacks.TensorBoard(str(s.out / "tensorboard"),
                                                              profile_batch=0))
     return callbacks, checkpointer
 
@@ -306,6 +316,8 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
     from segscale.train.sampler import write_rows
 
     samples = s.hvd_tf.allgather_object(s.sampler.stop())
+    startup = r.timing.times.startup_s if r.timing is not None else np.nan
+    startup = float(s.comm.allreduce_max(np.array([startup]))[0])  # the slowest rank's
     digests = s.hvd_tf.allgather_object(weights_digest(r.model.get_weights()))
     disagreement = weights_agree(digests)
     if disagreement:
@@ -353,6 +365,8 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
     record.horovod = {"mpi": bool(s.hvd_tf.mpi_enabled()),
                       "gloo": bool(s.hvd_tf.gloo_enabled())}
     record.fingerprint = s.fingerprint
+    record.startup_s = startup if np.isfinite(startup) else None
+    record.timeline = timeline_path(spec, cfg)
     record.rank_weight_digests = digests
     record.rank_seeds = rank_seeds(spec.seed, s.size)
     write_record(s.out / "run.json", record)
@@ -364,8 +378,29 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
     return EXIT_OK
 
 
+def timeline_path(spec: RunSpec, cfg: TrainConfig) -> str | None:
+    """Where Horovod's timeline of this run goes: ``HOROVOD_TIMELINE`` when the launcher set
+    it (``horovodrun --timeline-filename``), else ``<run dir>/timeline.json`` under
+    ``hparams.timeline``; None: no timeline."""
+    if os.environ.get(TIMELINE_ENV):
+        return os.environ[TIMELINE_ENV]
+    return str((spec.out / TIMELINE_FILE).resolve()) if cfg.timeline else None
+
+
+def enable_timeline(spec: RunSpec, cfg: TrainConfig) -> None:
+    """Under ``hparams.timeline``, set ``HOROVOD_TIMELINE`` in this rank's environment, which
+    ``hvd.init()`` reads (so: before :func:`set_up`); a launcher's own setting wins."""
+    path = timeline_path(spec, cfg)
+    if path and not os.environ.get(TIMELINE_ENV):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        os.environ[TIMELINE_ENV] = path
+    if path:
+        log.info("Horovod timeline: %s", path)
+
+
 def run(spec: RunSpec, cfg: TrainConfig, signals) -> int:
     """Train one run end to end; returns the process exit code."""
+    enable_timeline(spec, cfg)
     s = set_up(spec, cfg)
     r = resume(s, spec, cfg)
     callbacks, checkpointer = make_callbacks(s, cfg, r, signals)
