@@ -140,6 +140,18 @@ def test_without_a_baseline_every_row_says_so():
     assert "no ok 1-GPU baseline (none)" in text
 
 
+@pytest.mark.parametrize("history", ["header only", "absent"])
+def test_only_failed_runs_without_history(history):
+    runs, _ = tables({("none", 1, 0): ("failed", [], []), ("none", 2, 0): ("failed", [], [])})
+    hist = (pd.DataFrame(columns=["dataset", "arch", "policy", "gpus", "repeat", "status",
+                                  "epoch", "val_dice", "epoch_time_s"])
+            if history == "header only" else pd.DataFrame())
+    table = tta.time_to_accuracy(runs, hist)
+    assert len(table) == 4 and not table.reached.any()
+    assert table.note.str.startswith("no ok 1-GPU baseline").all()
+    plt.close(tta.fig_time_to_accuracy(table, tta.DEFAULT_FRACTIONS))
+
+
 def test_figure_speedup_ideal_and_runs_apart(table):
     style.apply_style()
     fig = tta.fig_time_to_accuracy(table, (1.0, 0.5, 1.25))

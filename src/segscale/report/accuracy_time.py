@@ -92,7 +92,7 @@ def time_to_target(hist: pd.DataFrame, target: float) -> tuple[float, float]:
 
 def final_val_dice(history: pd.DataFrame) -> pd.Series:
     """Each run's validation Dice at its last recorded epoch, indexed by :data:`RUN_KEYS`."""
-    if history.empty:
+    if history.empty or not {*RUN_KEYS, "epoch", "val_dice"} <= set(history):
         return pd.Series(dtype=float)
     last = history.sort_values("epoch").groupby(list(RUN_KEYS)).tail(1)
     return pd.to_numeric(last.set_index(list(RUN_KEYS))["val_dice"], errors="coerce")
@@ -101,7 +101,10 @@ def final_val_dice(history: pd.DataFrame) -> pd.Series:
 def baseline_dice(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, arch): the mean final validation Dice of the ok 1-GPU ``none`` runs
     (``baseline_dice``) and how many there are (``baseline_n``)."""
-    final = final_val_dice(history).dropna().rename("dice").reset_index()
+    final = final_val_dice(history).dropna().rename("dice")
+    if final.empty:
+        return pd.DataFrame(columns=["dataset", "arch", "baseline_dice", "baseline_n"])
+    final = final.reset_index()
     ok = runs[runs["status"].eq(OK)][list(RUN_KEYS)]
     base = final.merge(ok, on=list(RUN_KEYS))
     base = base[base["gpus"].eq(1) & base["policy"].eq(BASELINE_POLICY)]
