@@ -154,6 +154,7 @@ def add_speedup(table: pd.DataFrame) -> pd.DataFrame:
     out = table.drop(columns=["baseline_time_s", "baseline_n_reached"]).merge(
         base, on=keys, how="left")
     out["baseline_n_reached"] = out["baseline_n_reached"].fillna(0).astype(int)
+    out["baseline_n"] = out["baseline_n"].astype("Int64")  # empty without a baseline
     out["speedup"] = out["baseline_time_s"] / out["time_s"]
     short = out["baseline_n"].gt(out["baseline_n_reached"])
     out.loc[short, "note"] = out.loc[short].apply(
