@@ -338,6 +338,24 @@ def test_unequal_images_per_epoch_are_marked_not_hidden():
     assert sc.loc[4].note == "" and sc.loc[4].work_ratio == 1
 
 
+def test_rounding_of_the_split_is_equal_work_with_the_time_scaled():
+    """2 ranks x batch 8 split the 1-GPU run's 200 images into 12 steps = 192: short by less
+    than one global batch (16), the unavoidable rounding; the 2-GPU time is scaled to 200
+    images so that the speedup compares the same work. 4 GPUs short by 40 (> 32): unequal."""
+    df = _work_runs().assign(global_batch=lambda d: 8.0 * d.gpus)
+    df.loc[df.gpus.eq(2), ["images_per_epoch", "images_seen"]] = [192.0, 768.0]
+    df.loc[df.gpus.eq(4), ["images_per_epoch", "images_seen"]] = [160.0, 640.0]
+    sc = agg.scaling(df).set_index("gpus")
+    two, four = sc.loc[2], sc.loc[4]
+    assert two.equal_work == True  # noqa: E712
+    assert two.speedup == pytest.approx(110 / (62 * 200 / 192))
+    assert two.efficiency == pytest.approx(two.speedup / 2)
+    assert two.note == ("time scaled to the baseline's 200 images per epoch (the split over "
+                        "ranks leaves 192: less than one global batch of 16)")
+    assert four.equal_work == False and four.speedup == pytest.approx(110 / 30)  # noqa: E712
+    assert four.note == "unequal work: 160 images per epoch vs the 1-GPU baseline's 200"
+
+
 def test_unequal_epochs_are_marked():
     df = _work_runs()
     df.loc[df.gpus.eq(4), ["epochs_completed", "images_seen"]] = [5.0, 1000.0]

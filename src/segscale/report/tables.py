@@ -140,30 +140,45 @@ def _left_out(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pd.concat([df[keys], flags], axis=1).groupby(keys).sum()
 
 
-def work_check(work: pd.Series, base: pd.Series) -> tuple[bool | None, float, str]:
+def work_check(work: pd.Series, base: pd.Series) -> tuple[bool | None, float, str, float]:
     """Whether a configuration's timed runs did its baseline's work: (equal_work,
-    work_ratio, note). Equal means the same images per epoch and the same epochs, in every
-    timed repeat; None when either side's work is not recorded."""
+    work_ratio, note, time_scale).
+
+    Equal means the same images per epoch and the same epochs, in every timed repeat. Splitting
+    the 1-GPU run's steps over N ranks can leave an epoch short by less than one global batch
+    (60 images at batch 4 over 2 ranks of 8 ... 56): that rounding is still equal work, and
+    ``time_scale`` (baseline images / these images, > 1) scales the N-GPU time to the
+    baseline's images so that the speedup compares the same work; the note says so. Any other
+    difference is unequal work (scale 1). None when either side's work is not recorded.
+    """
     def same(w: pd.Series, col: str) -> bool:
         return w[f"{col}_min"] == w[f"{col}_max"]
 
     ipe, b_ipe = work["images_per_epoch_max"], base["images_per_epoch_max"]
     ep, b_ep = work["epochs_completed_max"], base["epochs_completed_max"]
     if any(pd.isna(v) for v in (ipe, b_ipe, ep, b_ep)):
-        return None, math.nan, "work not recorded: speedup not checked for equal work"
+        return None, math.nan, "work not recorded: speedup not checked for equal work", 1.0
     ratio = (ipe * ep) / (b_ipe * b_ep) if b_ipe and b_ep else math.nan
-    notes = []
+    batch = work.get("global_batch_max", math.nan)
+    notes, scale = [], 1.0
     if not (same(work, "images_per_epoch") and same(base, "images_per_epoch")):
         notes.append("repeats differ in images per epoch")
     elif ipe != b_ipe:
-        notes.append(f"{ipe:.0f} images per epoch vs the 1-GPU baseline's {b_ipe:.0f}")
+        if 0 < b_ipe - ipe < batch:
+            scale = b_ipe / ipe
+        else:
+            notes.append(f"{ipe:.0f} images per epoch vs the 1-GPU baseline's {b_ipe:.0f}")
     if not (same(work, "epochs_completed") and same(base, "epochs_completed")):
         notes.append("repeats differ in epochs")
     elif ep != b_ep:
         notes.append(f"{ep:.0f} epochs vs the 1-GPU baseline's {b_ep:.0f}")
     if notes:
-        return False, ratio, "unequal work: " + "; ".join(notes)
-    return True, ratio, ""
+        return False, ratio, "unequal work: " + "; ".join(notes), 1.0
+    if scale != 1.0:
+        return True, ratio, (f"time scaled to the baseline's {b_ipe:.0f} images per epoch "
+                             f"(the split over ranks leaves {ipe:.0f}: less than one global "
+                             f"batch of {batch:.0f})"), scale
+    return True, ratio, "", 1.0
 
 
 def scaling(df: pd.DataFrame) -> pd.DataFrame:
@@ -197,7 +212,10 @@ def scaling(df: pd.DataFrame) -> pd.DataFrame:
                                                         time_per_epoch_std_s="std")
     ips = ok.groupby(keys)["images_per_s"].agg(images_per_s_mean="mean",
                                                images_per_s_std="std")
-    work = timed.groupby(keys)[["images_per_epoch", "epochs_completed"]].agg(["min", "max"])
+    if "global_batch" not in timed:
+        timed = timed.assign(global_batch=math.nan)
+    work = timed.groupby(keys)[["images_per_epoch", "epochs_completed", "global_batch"]] \
+        .agg(["min", "max"])
     work.columns = [f"{c}_{f}" for c, f in work.columns]
     configs = df[keys].drop_duplicates().set_index(keys)
     table = configs.join([time, per_epoch, ips, _left_out(df, keys)]).reset_index()
@@ -225,15 +243,15 @@ def scaling(df: pd.DataFrame) -> pd.DataFrame:
         if bpol != policy and policy not in PURE_WARMUPS:
             log.warning("%s/%s/%s: no ok 1-GPU runs of its own; baseline is %s",
                         ds, arch, policy, bpol)
-        s = b["time_mean_s"] / row.time_mean_s
+        bwork = work.loc[(ds, arch, bpol, 1)]
+        equal, ratio, why, scale = (work_check(own, bwork) if own is not None
+                                    else (None, math.nan, "", 1.0))
+        time_mean, time_std = row.time_mean_s * scale, row.time_std_s * scale
+        s = b["time_mean_s"] / time_mean
         if n == 1 and bpol == policy:
             s_std = 0.0 if not math.isnan(s) else math.nan
         else:
-            s_std = ratio_std(s, b["time_mean_s"], b["time_std_s"],
-                              row.time_mean_s, row.time_std_s)
-        bwork = work.loc[(ds, arch, bpol, 1)]
-        equal, ratio, why = (work_check(own, bwork) if own is not None
-                             else (None, math.nan, ""))
+            s_std = ratio_std(s, b["time_mean_s"], b["time_std_s"], time_mean, time_std)
         if equal is False:
             log.warning("%s/%s/%s/%d GPUs: %s", ds, arch, policy, n, why)
         records.append({"baseline_policy": bpol, "baseline_n": int(b["n_ok"]),
