@@ -34,6 +34,7 @@ rule all:
 rule figures:
     input:
         rules.plots.output,
+        rules.time_to_accuracy.output,
         rules.breakdown.output,
     localrule: True
 

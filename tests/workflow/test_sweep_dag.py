@@ -90,7 +90,9 @@ def test_figures_from_stored_results_schedule_no_training(tmp_path):
                      "figures", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = _job_counts(proc.stdout)
-    assert set(counts) == {"aggregate", "plots", "figures", "total"}
+    # tables, then figures drawn from them only: no data, training or evaluation job
+    assert set(counts) == {"aggregate", "plots", "time_to_accuracy", "breakdown", "figures",
+                           "total"}
 
 
 def test_unknown_sweep_entry_is_named(tmp_path):
