@@ -139,6 +139,7 @@ class RunRecord:
     train_store: str | None = None
     val_store: str | None = None
     device: str | None = None
+    rank_devices: list[str] | None = None  # per rank: host, GPU kept visible, memory growth
     horovod: dict[str, bool] | None = None
     fingerprint: str | None = None
     rank_weight_digests: list[str] | None = None

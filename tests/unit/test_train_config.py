@@ -145,3 +145,20 @@ def test_unknown_preset_is_refused_by_name(value):
 def test_grescale_keys_range(key, value):
     with pytest.raises(ValueError, match=f"hparams.{key}"):
         TrainConfig.from_mapping({key: value})
+
+
+def test_precision_and_xla_default_off_and_round_trip():
+    c = TrainConfig()
+    assert (c.precision, c.xla) == ("float32", False)
+    c = TrainConfig.from_mapping({"precision": "mixed_float16", "xla": True})
+    assert c.to_dict()["precision"] == "mixed_float16" and c.to_dict()["xla"] is True
+    assert TrainConfig.from_mapping(json.loads(json.dumps(c.to_dict()))) == c
+
+
+@pytest.mark.parametrize("key, value", [
+    ("precision", "float16"), ("precision", "mixed_bfloat16"), ("precision", 16),
+    ("precision", None), ("xla", 1), ("xla", "true"), ("xla", None),
+])
+def test_precision_and_xla_are_checked_by_name(key, value):
+    with pytest.raises(ValueError, match=f"hparams.{key}"):
+        TrainConfig.from_mapping({key: value})

@@ -31,6 +31,8 @@ from segscale.train.schedules import (
 
 OPTIMIZERS = ("sgd", "adam")
 LOSSES = ("dice", "ce", "dice_ce")
+#: Keras dtype policies ``hparams.precision`` may name (docs/training.md, "GPU path").
+PRECISIONS = ("float32", "mixed_float16")
 
 # Named presets. "thesis": GreScale's recommended initial settings (thesis 6.3.3: "SGD as a
 # standard optimization algorithm", "a default warmup phase period of 5 epochs", "an initial
@@ -88,6 +90,8 @@ class TrainConfig:
     sample_interval_s: float = 5.0
     tensorboard: bool = True
     timeline: bool = False  # Horovod timeline in <run dir>/timeline.json
+    precision: str = "float32"  # Keras dtype policy; mixed_float16 adds loss scaling
+    xla: bool = False  # XLA-compile the training and validation steps (one rank only)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", MappingProxyType(dict(self.model)))
@@ -234,6 +238,7 @@ def _validate(c: TrainConfig) -> None:
     need("sample_interval_s", c.sample_interval_s > 0, "> 0")
     need("builder", c.builder is None or ":" in c.builder,
          "null or 'module:function' / 'path/file.py:function'")
+    need("precision", c.precision in PRECISIONS, f"one of {PRECISIONS}")
 
 
 @dataclass(frozen=True)

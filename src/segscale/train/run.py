@@ -67,6 +67,18 @@ def configure_devices(tf, hvd, threads: int, host: str) -> tuple[str, GpuPlaceme
     return f"CPU x{threads or 'auto'} threads", placement
 
 
+def rank_device(tf, host: str) -> str:
+    """What this rank trains on, for ``run.json`` ``rank_devices``: the host and the GPU
+    TensorFlow kept visible (its index among ``CUDA_VISIBLE_DEVICES``, shown too) with its
+    memory growth, or ``CPU``."""
+    gpus = tf.config.get_visible_devices("GPU")
+    if not gpus:
+        return f"{host} CPU"
+    return (f"{host} {gpus[0].name} CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '')} memory_growth="
+            f"{tf.config.experimental.get_memory_growth(gpus[0])}")
+
+
 def make_optimizer(tf, cfg: TrainConfig, lr: float):
     """Legacy Keras optimizers: Horovod 0.28's DistributedOptimizer wraps them reliably, and
     their ``get_weights``/``set_weights`` checkpoint the optimizer state."""
@@ -206,16 +218,32 @@ def resume(s: Setup, spec: RunSpec, cfg: TrainConfig) -> Resumed:
         discard_newer(s.ckpt_root, initial_epoch)
         (s.out / "run.json").unlink(missing_ok=True)  # stale from an earlier attempt
 
+    if cfg.xla and s.size > 1:  # on every rank alike: all of them refuse together
+        raise ValueError(f"hparams.xla: supported on one rank only, this run has {s.size}: "
+                         "Horovod's allreduce (in every training step of a multi-rank run) "
+                         "has no XLA kernel in this build; set xla false")
+    # before any layer is built; the models keep their softmax in float32
+    tf.keras.mixed_precision.set_global_policy(cfg.precision)
     tf.keras.utils.set_random_seed(spec.seed)  # the same initial weights on every rank
     model = make_model(s, spec, cfg)
     # From here on each rank draws its own dropout masks, reproducibly (python, numpy, TF
     # and Keras seeds; the data order has its own (seed, rank, epoch) generator).
     tf.keras.utils.set_random_seed(rank_seed(spec.seed, s.rank))
     compression = hvd.Compression.fp16 if cfg.fp16_allreduce else hvd.Compression.none
-    optimizer = hvd.DistributedOptimizer(
-        make_optimizer(tf, cfg, learning_rate(s.schedule, min(initial_epoch, cfg.epochs - 1))),
-        compression=compression)
+    optimizer = make_optimizer(tf, cfg, learning_rate(s.schedule,
+                                                      min(initial_epoch, cfg.epochs - 1)))
+    if not cfg.xla:  # xla: one rank, whose allreduce is the identity (and has no XLA kernel)
+        optimizer = hvd.DistributedOptimizer(optimizer, compression=compression)
+    if cfg.precision == "mixed_float16":
+        # Loss scaling outside Horovod: ranks allreduce the scaled gradients, so an inf/NaN on
+        # any rank reaches all of them and every rank skips the step and halves the scale.
+        optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer, loss=get_loss(cfg.loss), metrics=[dice])
+    if cfg.xla:
+        # What compile(jit_compile=True) does, one level down: the step timing wrapper
+        # (make_callbacks) stamps the input with tf.timestamp, which XLA cannot compile.
+        model.train_step = tf.function(model.train_step, jit_compile=True)
+        model.test_step = tf.function(model.test_step, jit_compile=True)
     optimizer._create_all_weights(model.trainable_variables)
     if ckpt is not None:
         arrays = ckpt.load_arrays()
@@ -319,6 +347,7 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
     startup = r.timing.times.startup_s if r.timing is not None else np.nan
     startup = float(s.comm.allreduce_max(np.array([startup]))[0])  # the slowest rank's
     digests = s.hvd_tf.allgather_object(weights_digest(r.model.get_weights()))
+    devices = s.hvd_tf.allgather_object(rank_device(s.tf, s.hosts[s.rank]))
     disagreement = weights_agree(digests)
     if disagreement:
         log.error("%s: %s", disagreement, digests)
@@ -362,6 +391,7 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
     record.model_sha256 = sha256(s.out / MODEL_FILE)  # predict checks it: no stale model
     record.train_store, record.val_store = str(spec.train_store), str(spec.val_store)
     record.device = s.device
+    record.rank_devices = devices
     record.horovod = {"mpi": bool(s.hvd_tf.mpi_enabled()),
                       "gloo": bool(s.hvd_tf.gloo_enabled())}
     record.fingerprint = s.fingerprint
