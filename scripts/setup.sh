@@ -42,4 +42,8 @@ fi
 # The training environment (TensorFlow + Horovod built from source; ~3 min the first time).
 bash scripts/install-train-env.sh
 
+# The user profiles (`snakemake --profile slurm|local`): copies of profiles/<name>/ in
+# ~/.config/snakemake, never overwriting one already there (the site's edited copy).
+bash scripts/install-profile.sh
+
 echo "setup: ready (workflow: .venv, training: .venv-train)"
