@@ -19,6 +19,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/tune.smk"
 include: "workflow/rules/scaling.smk"
+include: "workflow/rules/slurm_guard.smk"
 
 
 rule all:

@@ -21,6 +21,7 @@
 #   SEGSCALE_SLURM_MEM_MB     RealMemory declared per node         [8192]
 #   SEGSCALE_SLURM_PORT_BASE  slurmctld=B, slurmd=B+1.., slurmdbd=B+20, mariadb=B+21   [6817]
 #   SEGSCALE_SLURM_TIMEOUT    seconds to wait for each daemon      [60]
+#   SEGSCALE_SLURM_MIN_JOB_AGE  seconds squeue keeps finished jobs (MinJobAge)   [3600]
 set -euo pipefail
 
 DIR="${SEGSCALE_SLURM_DIR:-/tmp/segscale-slurm}"
@@ -30,6 +31,7 @@ GPUS="${SEGSCALE_SLURM_GPUS:-2}"
 MEM_MB="${SEGSCALE_SLURM_MEM_MB:-8192}"
 PORT_BASE="${SEGSCALE_SLURM_PORT_BASE:-6817}"
 TIMEOUT="${SEGSCALE_SLURM_TIMEOUT:-60}"
+MIN_JOB_AGE="${SEGSCALE_SLURM_MIN_JOB_AGE:-3600}"
 CLUSTER="segscale"
 ACCOUNT="segscale"
 PARTITION="gpu"
@@ -55,6 +57,9 @@ die() {
 
 if [[ "$(id -u)" -ne 0 ]]; then
     die "must run as root (daemons run as root; packages may need installing)"
+fi
+if ! [[ "$MIN_JOB_AGE" =~ ^[0-9]+$ ]]; then
+    die "SEGSCALE_SLURM_MIN_JOB_AGE must be whole seconds, got '$MIN_JOB_AGE'"
 fi
 if ! [[ "$NODES" =~ ^[1-9][0-9]?$ ]]; then
     die "SEGSCALE_SLURM_NODES must be 1..99, got '$NODES'"
@@ -221,8 +226,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # Without a default, a job that asks for no memory gets the whole node (serialising everything).
 DefMemPerCPU=512
-# Keep finished jobs in slurmctld (squeue/scontrol show job) for an hour.
-MinJobAge=3600
+# Keep finished jobs in slurmctld (squeue/scontrol show job) for an hour. Snakemake's
+# --slurm-status-command squeue needs at least 300 s: the executor polls up to 180 s apart.
+MinJobAge=$MIN_JOB_AGE
 ReturnToService=2
 # The node declares more CPUs/memory/GPUs than the hardware has: trust the config.
 SlurmdParameters=config_overrides
@@ -325,7 +331,17 @@ export SLURM_CONF="$SLURM_CONF_FILE"
 
 # Client tools without env vars: /etc/slurm/slurm.conf is the compiled-in default.  Only write
 # it when absent or already ours, never clobber a real site config.
-if [[ ! -e /etc/slurm/slurm.conf ]] || grep -qF "$MARKER_TAG" /etc/slurm/slurm.conf 2>/dev/null; then
+# Nor the copy of another cluster of ours that is running (a second state directory, as the
+# tests start): its users' bare sinfo must keep reaching it.
+etc_conf_owner() {
+    sed -n 's/^StateSaveLocation=\(.*\)\/state$/\1/p' /etc/slurm/slurm.conf 2>/dev/null | head -n 1
+}
+other_dir="$(etc_conf_owner)"
+if [[ -e /etc/slurm/slurm.conf ]] && grep -qF "$MARKER_TAG" /etc/slurm/slurm.conf 2>/dev/null \
+    && [[ -n "$other_dir" && "$other_dir" != "$DIR" ]] \
+    && pid_alive "$other_dir/run/slurmctld.pid" slurmctld; then
+    log "/etc/slurm/slurm.conf belongs to the running cluster in $other_dir: leaving it"
+elif [[ ! -e /etc/slurm/slurm.conf ]] || grep -qF "$MARKER_TAG" /etc/slurm/slurm.conf 2>/dev/null; then
     mkdir -p /etc/slurm
     write_if_changed /etc/slurm/slurm.conf 644 <"$SLURM_CONF_FILE"
 else
