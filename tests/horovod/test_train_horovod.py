@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 
 import pandas as pd
 import pytest
 from train_helpers import TINY, run_python, run_train
 
+from segscale.train.failure import retryable
+from segscale.train.launch import SignalFlag
 from segscale.train.record import rank_seeds
 from segscale.train.schedules import Schedule, epoch_learning_rates
 
@@ -277,3 +280,27 @@ def test_time_breakdown_columns_and_timeline(train_python, stores, two_rank_run,
     assert run.manifest["hparams"]["timeline"] is True
     text = timeline.read_text()
     assert text.startswith("[") and "ALLREDUCE" in text
+
+
+def test_rank_killed_mid_epoch_resumes_from_the_last_checkpoint(train_python, stores, tmp_path):
+    """A lost node: rank 1 SIGKILLs itself halfway through epoch 1 (once per run directory,
+    SEGSCALE_FAULT_KILL_RANK); the launch fails, and the rerun, with the same environment,
+    resumes after epoch 0 and records every epoch once. SIGURG (the walltime warning) stops a
+    run like SIGUSR1."""
+    hp = TINY  # 2 epochs
+    out = tmp_path / "killed"
+    fault = {"SEGSCALE_FAULT_KILL_RANK": "1:1"}
+    first = run_train(train_python, stores, out, hp, ranks=2, env=fault)
+    assert first.proc.returncode != 0, "a run that lost a rank must not look finished"
+    assert (out / ".fault-killed-rank1").read_text().startswith("epoch 1 ")
+    assert sorted(p.name for p in (out / "ckpt").iterdir()) == ["epoch-0001"]
+    # rank 0 saw its collective break: its failed record makes the job retryable
+    recorded = first.manifest if (out / "run.json").exists() else None
+    assert retryable(first.proc.returncode, recorded), (first.proc.returncode, recorded)
+
+    second = run_train(train_python, stores, out, hp, ranks=2, env=fault)
+    assert second.proc.returncode == 0, second.proc.stderr[-4000:]
+    man, hist = second.manifest, second.history
+    assert man["status"] == "ok" and man["resumed_from_epoch"] == 1
+    assert hist["epoch"].tolist() == [0, 1] and man["epochs_completed"] == 2
+    assert signal.SIGURG in SignalFlag.SIGNALS

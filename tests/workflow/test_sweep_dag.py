@@ -122,7 +122,7 @@ def test_site_slurm_extra_adds_to_the_placement_flags(tmp_path):
                      "results/runs/demo-heart/unet/none/gpus3/rep0/metrics.json", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _slurm_extra(proc.stdout) == \
-        "--qos=high --exclusive '--constraint=ib&gpu' --ntasks-per-node=2"
+        "--qos=high --exclusive '--constraint=ib&gpu' --ntasks-per-node=2 --signal=URG@300"
 
 
 def test_profile_slurm_extra_on_training_is_refused(tmp_path):

@@ -581,3 +581,37 @@ def train_launcher(wildcards, input, threads, attempt):
 
 
 predicted_clusters()  # unknown names stop snakemake before any job
+
+
+# ---- runs that survive the walltime (train.smk, docs/slurm.md) ---------------------------
+# SIGURG, not USR1/TERM: its default action is to ignore it, and without "B:" Slurm signals
+# every process of the job steps: for the 1-GPU baseline that step also holds the job's
+# Snakemake and shell (the executor's own srun), which USR1 would kill and TERM would make
+# Snakemake fail a job that finishes in time. The ranks catch it (segscale.train.launch).
+WALLTIME_SIGNAL = "URG"
+
+
+def walltime_signal_flag(wildcards):
+    """sbatch's walltime warning of a training job, signal_margin_s before its runtime ends
+    ("" when 0: no warning).
+
+    Raises:
+        ValueError: a margin not shorter than the job's runtime.
+    """
+    margin = int(config["train_resources"]["signal_margin_s"])
+    if not margin:
+        return ""
+    runtime_s = 60 * train_runtime(wildcards)
+    if margin >= runtime_s:
+        raise ValueError(
+            f"train_resources.signal_margin_s ({margin} s) must be shorter than the training "
+            f"job's runtime ({runtime_s} s for {wildcards.dataset}/{wildcards.arch} on "
+            f"{wildcards.n} GPUs)"
+        )
+    return f"--signal={WALLTIME_SIGNAL}@{margin}"
+
+
+def train_slurm_extra(wildcards):
+    """The training job's sbatch flags: placement_extra and the walltime warning."""
+    flags = [placement_extra(wildcards), walltime_signal_flag(wildcards)]
+    return " ".join(flag for flag in flags if flag) or None

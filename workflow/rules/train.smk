@@ -4,6 +4,11 @@
 # succeeds, so the sweep's tables and figures still come (segscale.train.failure).
 # model.keras is not declared: a failed run has none; run.json records its sha256 and
 # predict checks it.
+# Runs that survive the walltime (docs/slurm.md): Slurm sends SIGURG signal_margin_s before
+# the walltime (train_slurm_extra); the ranks checkpoint and exit 75, the job fails and
+# comes back (retries: train_resources.retries) resuming with its history. srun stops every
+# rank when one dies (SLURM_KILL_BAD_EXIT: a lost node fails the job at once, not at the
+# walltime); the retry resumes from the last verified checkpoint.
 
 
 rule train:
@@ -17,6 +22,7 @@ rule train:
         f"{RUN_LOGS}/train.log",
     benchmark:
         f"{RUN_BENCHMARKS}/train.tsv"
+    retries: config["train_resources"]["retries"]
     conda:
         "../../envs/train.yaml"
     threads: ranks
@@ -30,7 +36,7 @@ rule train:
         cpus_per_task=cpus_per_rank,
         mem_mb_per_cpu=mem_per_cpu,
         runtime=train_runtime,
-        slurm_extra=placement_extra,
+        slurm_extra=train_slurm_extra,
     params:
         launch=launch_prefix,
         hparams=hparams_json,
@@ -40,7 +46,8 @@ rule train:
         val=input_folder("val"),
         out=output_folder("manifest"),
     shell:
-        "SRUN_CPUS_PER_TASK={resources.cpus_per_task} python -m segscale.train.env"
+        "SLURM_KILL_BAD_EXIT=1 SRUN_CPUS_PER_TASK={resources.cpus_per_task}"
+        " python -m segscale.train.env"
         " {params.launch} python -m segscale.train"
         " --train-store {params.train:q} --val-store {params.val:q} --out {params.out:q}"
         " --dataset {wildcards.dataset:q} --arch {wildcards.arch:q} --policy {params.policy:q}"

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 FAULT_SIGNAL_ENV = "SEGSCALE_FAULT_SIGNAL_AFTER_EPOCH"
 FAULT_PERTURB_ENV = "SEGSCALE_FAULT_PERTURB_RANK"
+FAULT_SLOW_ENV = "SEGSCALE_FAULT_SLOW_EPOCH_S"
+FAULT_KILL_ENV = "SEGSCALE_FAULT_KILL_RANK"
 
 
 class StopRun(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -462,3 +464,43 @@ class FaultPerturbCallback(tf.keras.callbacks.Callback):
             weights = self.model.get_weights()
             weights[0] = weights[0] + np.asarray(1e-3, weights[0].dtype)
             self.model.set_weights(weights)
+
+
+class FaultStepCallback(tf.keras.callbacks.Callback):
+    """Drills of the walltime warning and of a lost node (tests); without the variables,
+    nothing.
+
+    ``SEGSCALE_FAULT_SLOW_EPOCH_S=s``: every rank sleeps ``s / steps`` after each training
+    step, so an epoch of a tiny model lasts at least ``s`` seconds. ``SEGSCALE_FAULT_KILL_RANK
+    =k:e``: rank ``k`` SIGKILLs itself halfway through epoch ``e``, once per run directory:
+    it first writes ``<run dir>/.fault-killed-rank<k>`` and never fires where that exists, so
+    the retry runs through.
+    """
+
+    def __init__(self, rank: int, out: Path) -> None:
+        super().__init__()
+        slow = os.environ.get(FAULT_SLOW_ENV, "").strip()
+        try:
+            self.slow_s = max(float(slow), 0.0) if slow else 0.0
+        except ValueError:
+            self.slow_s = 0.0
+        self.marker = Path(out) / f".fault-killed-rank{rank}"
+        kill_rank, _, kill_epoch = os.environ.get(FAULT_KILL_ENV, "").strip().partition(":")
+        self.kill_epoch = (int(kill_epoch) if kill_rank.isdigit() and int(kill_rank) == rank
+                           and kill_epoch.isdigit() else None)
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        steps = max(int((self.params or {}).get("steps") or 1), 1)
+        if self.slow_s:
+            time.sleep(self.slow_s / steps)
+        if (self.kill_epoch == self.epoch and batch == (steps - 1) // 2
+                and not self.marker.exists()):
+            self.marker.write_text(f"epoch {self.epoch} step {batch}\n")
+            log.warning("%s: SIGKILL to myself, epoch %d step %d", FAULT_KILL_ENV,
+                        self.epoch, batch)
+            logging.shutdown()
+            os.kill(os.getpid(), signal.SIGKILL)

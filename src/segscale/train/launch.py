@@ -55,10 +55,16 @@ def launcher_size() -> int:
 
 
 class SignalFlag:
-    """Set by SIGTERM / SIGUSR1 (Slurm preemption, time limit); the callbacks poll it and
-    stop all ranks together at the next synchronisation point."""
+    """Set by SIGTERM / SIGUSR1 / SIGURG (preemption, the walltime warning); the callbacks
+    poll it and stop all ranks together at the next synchronisation point.
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    SIGURG is the Slurm walltime warning of the train rule (``--signal=URG@<margin>``,
+    docs/slurm.md): its default action is to ignore it, so the Snakemake and shell processes
+    that share the 1-GPU baseline's job step with the rank survive it, where SIGUSR1 or
+    SIGTERM would kill or stop them before the rank could checkpoint.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGURG)
 
     def __init__(self) -> None:
         self.event = threading.Event()

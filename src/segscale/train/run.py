@@ -286,6 +286,8 @@ def make_callbacks(s: Setup, cfg: TrainConfig, r: Resumed, signals):
         cb.CheckpointCallback(checkpointer, cfg.checkpoint_every, cfg.epochs, writer),
         cb.StopCallback(r.state, s.comm, signals),
         cb.FaultPerturbCallback(s.rank),  # a no-op unless SEGSCALE_FAULT_PERTURB_RANK is set
+        cb.FaultStepCallback(s.rank, s.out),  # a no-op unless SEGSCALE_FAULT_SLOW_EPOCH_S or
+        #                                     SEGSCALE_FAULT_KILL_RANK is set
     ]
     if s.rank == 0 and cfg.tensorboard:  # after history: every recorded epoch reaches it
         callbacks.insert(4, s.tf.keras.callbacks.TensorBoard(str(s.out / "tensorboard"),
@@ -355,6 +357,10 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
         checkpointer.write()  # the last completed epoch, if checkpoint_every skipped it
         if s.rank == 0:
             write_resources(s.out, samples, write_rows)
+        # No rank exits before rank 0's checkpoint is on disk: a launcher that stops the
+        # others when one exits non-zero (srun --kill-on-bad-exit, mpirun) would kill the
+        # writer.
+        s.comm.allreduce_max(np.zeros(1))
         log.warning("preempted: checkpoint kept in %s; rerun to resume", s.ckpt_root)
         return EXIT_PREEMPTED
     if s.rank != 0:
