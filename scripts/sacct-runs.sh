@@ -10,9 +10,10 @@
 #   -H HOURS  look back this many hours (default 24)
 #   -a        all users (default: the current user)
 #   -A        all jobs, not only segscale/Snakemake ones
-# Needs AccountingStoreFlags=job_comment in slurm.conf for the RULE column (set by the local
-# emulator, scripts/local-cluster/slurm-up.sh; on a site without it the column is empty and only
-# names are matched).
+# The RULE column is the job's comment where the site stores comments
+# (AccountingStoreFlags=job_comment, as the local emulator does); elsewhere it is read from the
+# job's submit line (sacct's SubmitLine: the executor's `--target-jobs 'rule:wildcards'`), so
+# the jobs are found on sites that do not store comments too.
 set -euo pipefail
 
 HOURS=24
@@ -40,23 +41,51 @@ fi
 
 # No --endtime: its default is "now", and an explicit "now" hides jobs that ended in the last
 # few seconds (seen with 22.05: `-j ID` already reports them, a time window does not yet).
-args=(--parsable2 --noheader --starttime "now-${HOURS}hours"
-    "--format=JobID,JobName%80,State,Elapsed,NNodes,NTasks,AllocTRES%120,Comment%200")
+format="JobID,JobName%80,State,Elapsed,NNodes,NTasks,AllocTRES%120,Comment%200"
+# SubmitLine (Slurm >= 20.11) last: a '|' inside it cannot shift the other columns.
+if sacct --helpformat 2>/dev/null | grep -qw SubmitLine; then
+    format="$format,SubmitLine%4000"
+fi
+args=(--parsable2 --noheader --starttime "now-${HOURS}hours" "--format=$format")
 if [[ "$ALL_USERS" -eq 1 ]]; then
     args+=(--allusers)
 fi
 
-# '|' separates fields; Comment is last so a '|' inside it cannot shift the other columns.
+# '|' separates fields; SubmitLine is last so a '|' inside it cannot shift the other columns.
 sacct "${args[@]}" | awk -F'|' -v all_jobs="$ALL_JOBS" '
     function keep(name, comment) {
         return all_jobs == 1 || comment ~ /^rule_/ || tolower(name) ~ /segscale/
+    }
+    # The executor comment rule_<rule>[_wildcards_<values joined by _>] rebuilt from the
+    # submit line: --target-jobs '"'"'<rule>:<key>=<value>,...'"'"'.
+    function rule_of(submit,    at, rest, end, spec, colon, rule, wc, n, parts, i, out) {
+        at = index(submit, "--target-jobs ")
+        if (at == 0) return ""
+        rest = substr(submit, at + 14)
+        sub(/^'"'"'/, "", rest)
+        end = match(rest, /['"'"' ]/)
+        spec = end ? substr(rest, 1, end - 1) : rest
+        colon = index(spec, ":")
+        if (colon == 0) return ""
+        rule = substr(spec, 1, colon - 1)
+        wc = substr(spec, colon + 1)
+        if (wc == "") return "rule_" rule
+        n = split(wc, parts, ",")
+        out = ""
+        for (i = 1; i <= n; i++) {
+            sub(/^[^=]*=/, "", parts[i])
+            out = out (i > 1 ? "_" : "") parts[i]
+        }
+        return "rule_" rule "_wildcards_" out
     }
     {
         id = $1
         if (index(id, ".") == 0) {
             # Allocation line: one row per job, in sacct order.
             comment = $8
-            for (i = 9; i <= NF; i++) comment = comment "|" $i
+            submit = $9
+            for (i = 10; i <= NF; i++) submit = submit "|" $i
+            if (comment == "") comment = rule_of(submit)
             if (!keep($2, comment)) { skip[id] = 1; next }
             n++
             order[n] = id

@@ -142,3 +142,20 @@ def test_mpirun_uses_slurm_allocation(slurm, tmp_path):
         out.read_text() if out.exists() else ""
     rows = sorted(line.split() for line in out.read_text().splitlines() if line.strip())
     assert rows == [["0", "2", str(job)], ["1", "2", str(job)]], out.read_text()
+
+
+def test_sacct_runs_finds_jobs_without_stored_comments(slurm, tmp_path):
+    """Sites that do not store job comments: the rule comes from the job's submit line (the
+    executor's `--target-jobs 'rule:wildcards'`), as the comment would have given it."""
+    wrap = "true python -m snakemake --target-jobs 'train:dataset=ci,arch=unet,n=2,r=0' --x"
+    job = sbatch(slurm.env, "--job-name=0f1e2d3c-ci-nocomment", f"--output={tmp_path}/o.out",
+                 "--wrap", wrap, cwd=tmp_path)
+    assert wait_job(slurm.env, job) == "COMPLETED"
+    deadline = time.monotonic() + 20
+    while True:
+        listing = run(["bash", str(SACCT_RUNS), "-H", "1"], slurm.env, timeout=30).stdout
+        line = next((ln for ln in listing.splitlines() if ln.split()[:1] == [str(job)]), "")
+        if line or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert line.split()[1:3] == ["rule_train_wildcards_ci_unet_2_0", "COMPLETED"], listing
