@@ -17,9 +17,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 pytestmark = [pytest.mark.oar, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
 
 TRAIN_PYTHON = REPO / ".venv-train" / "bin" / "python"
 TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
