@@ -23,3 +23,19 @@ def parser(module: str, doc: str | None) -> argparse.ArgumentParser:
     """A parser for ``python -m {module}`` described by the module's docstring."""
     return OneLineErrorParser(prog=f"python -m {module}", description=doc,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+EXIT_INPUT = 1
+#: What a command's own work raises on bad input (the message names the file or key).
+INPUT_ERRORS = (ValueError, FileNotFoundError, KeyError)
+
+
+def run_logged(work, log, errors: tuple[type[BaseException], ...] = INPUT_ERRORS) -> int:
+    """Exit code of ``work()``: 0, or 1 after one error line naming the problem (no traceback)
+    when it raises one of ``errors``."""
+    try:
+        work()
+    except errors as err:
+        log.error("%s", err)
+        return EXIT_INPUT
+    return 0

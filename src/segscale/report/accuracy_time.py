@@ -282,12 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error(f"--fractions: must be > 0, got {bad}")
     cfg = AccuracyTimeConfig(args.runs, args.history, tuple(dict.fromkeys(args.fractions)),
                              args.table, args.out_dir)
-    try:
-        build(cfg)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        log.error("%s", err)
-        return 1
-    return 0
+    return cli.run_logged(lambda: build(cfg), log)
 
 
 if __name__ == "__main__":

@@ -522,12 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     published = None if args.no_published else (args.published or default_published())
     cfg = PlotConfig(args.tables_dir, args.out_dir, published, args.curve_gpus)
-    try:
-        plot(cfg)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        log.error("%s", err)
-        return 1
-    return 0
+    return cli.run_logged(lambda: plot(cfg), log)
 
 
 if __name__ == "__main__":

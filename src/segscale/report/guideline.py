@@ -188,13 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure()
-    try:
-        write_guideline(args.iterations, args.runs, args.iterations_out, args.tuned_out,
-                        args.figure)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        log.error("%s", err)
-        return 1
-    return 0
+    return cli.run_logged(lambda: write_guideline(args.iterations, args.runs,
+                                                  args.iterations_out, args.tuned_out,
+                                                  args.figure), log)
 
 
 if __name__ == "__main__":
