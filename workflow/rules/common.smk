@@ -611,6 +611,13 @@ def walltime_signal_flag(wildcards):
     return f"--signal={WALLTIME_SIGNAL}@{margin}"
 
 
+def train_retries():
+    """train_resources.retries in the Snakemake that submits the jobs; 0 in a cluster job's
+    own Snakemake (--mode remote), which would otherwise retry inside the allocation, past
+    the walltime warning (it comes once) and into the time limit."""
+    return config["train_resources"]["retries"] if workflow.is_main_process else 0
+
+
 def train_slurm_extra(wildcards):
     """The training job's sbatch flags: placement_extra and the walltime warning."""
     flags = [placement_extra(wildcards), walltime_signal_flag(wildcards)]

@@ -22,7 +22,7 @@ rule train:
         f"{RUN_LOGS}/train.log",
     benchmark:
         f"{RUN_BENCHMARKS}/train.tsv"
-    retries: config["train_resources"]["retries"]
+    retries: train_retries()
     conda:
         "../../envs/train.yaml"
     threads: ranks

@@ -83,6 +83,14 @@ class SignalFlag:
     def is_set(self) -> bool:
         return self.event.is_set()
 
+    def ignore(self) -> None:
+        """Ignore the signals from now on: the run has stopped and its checkpoint is on disk.
+        A launcher that stops the other ranks once one exits (srun --kill-on-bad-exit sends
+        SIGTERM) must not turn a rank's exit 75 into a death by signal; Python restores the
+        default action of its handled signals while it shuts down, not of ignored ones."""
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
 
 class GpuPlacement(NamedTuple):
     """Where one rank trains, as every rank reports it (gathered before training)."""

@@ -441,7 +441,10 @@ def run(spec: RunSpec, cfg: TrainConfig, signals) -> int:
     r = resume(s, spec, cfg)
     callbacks, checkpointer = make_callbacks(s, cfg, r, signals)
     outcome = fit(s, spec, cfg, r, callbacks)
-    return finalise(s, spec, cfg, r, checkpointer, outcome)
+    code = finalise(s, spec, cfg, r, checkpointer, outcome)
+    if code == EXIT_PREEMPTED and signals is not None:
+        signals.ignore()  # every rank has passed the checkpoint barrier
+    return code
 
 
 def record_failure(spec: RunSpec, cfg: TrainConfig, n_ranks: int, err: BaseException) -> None:
