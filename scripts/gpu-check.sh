@@ -102,7 +102,7 @@ train() {  # name ranks extra-hparams: trains into $WORK/<name>, log in $WORK/<n
 # inspect <run dir> <what>: prints a detail line, exits 0 (pass), 1 (fail)
 inspect() {
   "$PY" - "$@" <<'EOF'
-import json, math, sys
+import json, math, re, sys
 from pathlib import Path
 import pandas as pd
 run, what = Path(sys.argv[1]), sys.argv[2]
@@ -118,7 +118,9 @@ if what == "ok":
          f"{m['n_ranks']} rank(s), precision {m['hparams'].get('precision')}, "
          f"xla {m['hparams'].get('xla')}" + (f", error {m['error']}" if m.get("error") else ""))
 if what == "pinning":
-    gpus = [d.split(" CUDA_VISIBLE_DEVICES")[0] for d in devices]
+    # the GPU a rank used: host, node and device name without the local rank
+    gpus = [re.sub(r" local_rank=\d+", "", d.split(" CUDA_VISIBLE_DEVICES")[0])
+            for d in devices]
     ok = (len(devices) == m["n_ranks"] and all("GPU" in d for d in gpus)
           and len(set(gpus)) == len(gpus))
     done(ok, "; ".join(devices) or "no rank_devices in run.json")

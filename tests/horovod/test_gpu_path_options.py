@@ -14,6 +14,8 @@ def _ok(run, ranks: int) -> dict:
     m = run.manifest
     assert m["status"] == "ok" and m["epochs_completed"] == 1 and m["n_ranks"] == ranks
     assert len(m["rank_devices"]) == ranks and all(d.endswith("CPU") for d in m["rank_devices"])
+    local = [d.split("local_rank=")[1].split()[0] for d in m["rank_devices"]]
+    assert local == [str(k) for k in range(ranks)]  # one host: local rank = rank
     assert len(set(m["rank_weight_digests"])) == 1
     return m
 

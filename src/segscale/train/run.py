@@ -67,14 +67,17 @@ def configure_devices(tf, hvd, threads: int, host: str) -> tuple[str, GpuPlaceme
     return f"CPU x{threads or 'auto'} threads", placement
 
 
-def rank_device(tf, host: str) -> str:
-    """What this rank trains on, for ``run.json`` ``rank_devices``: the host and the GPU
-    TensorFlow kept visible (its index among ``CUDA_VISIBLE_DEVICES``, shown too) with its
-    memory growth, or ``CPU``."""
+def rank_device(tf, host: str, local_rank: int) -> str:
+    """What this rank trains on, for ``run.json`` ``rank_devices``: the host (and the
+    scheduler's node name where it differs, as for emulated nodes sharing a host), the local
+    rank, and the GPU TensorFlow kept visible (its index among ``CUDA_VISIBLE_DEVICES``,
+    shown too) with its memory growth, or ``CPU``."""
+    node = os.environ.get("SLURMD_NODENAME") or os.environ.get("OAR_NODENAME") or host
+    where = host if node == host else f"{host} (node {node})"
     gpus = tf.config.get_visible_devices("GPU")
     if not gpus:
-        return f"{host} CPU"
-    return (f"{host} {gpus[0].name} CUDA_VISIBLE_DEVICES="
+        return f"{where} local_rank={local_rank} CPU"
+    return (f"{where} local_rank={local_rank} {gpus[0].name} CUDA_VISIBLE_DEVICES="
             f"{os.environ.get('CUDA_VISIBLE_DEVICES', '')} memory_growth="
             f"{tf.config.experimental.get_memory_growth(gpus[0])}")
 
@@ -349,7 +352,8 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
     startup = r.timing.times.startup_s if r.timing is not None else np.nan
     startup = float(s.comm.allreduce_max(np.array([startup]))[0])  # the slowest rank's
     digests = s.hvd_tf.allgather_object(weights_digest(r.model.get_weights()))
-    devices = s.hvd_tf.allgather_object(rank_device(s.tf, s.hosts[s.rank]))
+    devices = s.hvd_tf.allgather_object(rank_device(s.tf, s.hosts[s.rank],
+                                                            s.hvd.local_rank()))
     disagreement = weights_agree(digests)
     if disagreement:
         log.error("%s: %s", disagreement, digests)
