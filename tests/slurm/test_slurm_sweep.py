@@ -164,3 +164,30 @@ def test_single_point_rerun_submits_exactly_one_training_job(sweep):
     assert {r: stamp(*r) for r in others} == {r: before_runs[r] for r in others}
     metrics = json.loads((run_dir(workdir, *RERUN) / "metrics.json").read_text())
     assert 0 <= metrics["summary"]["dice"] <= 1
+
+
+def test_four_gpus_across_both_nodes(sweep, tmp_path):
+    """The 4-GPU point: one job on both emulated 2-GPU nodes, 2 ranks per node, each rank on
+    its own node's GPUs (run.json rank_devices names the Slurm node and the local rank)."""
+    env, workdir = sweep["env"], sweep["workdir"]
+    overlay = tmp_path / "four.yaml"
+    overlay.write_text("sweep: {archs: [unet], policies: [none, gradual], gpus: [1, 2, 4],"
+                       " repeats: 1}\n")
+    target = run_dir(workdir, "none", 4).relative_to(workdir) / "metrics.json"
+    proc = slurm_snakemake(workdir, env, "--configfile", str(TEST_CONFIG), str(overlay),
+                           "--slurm-status-command", "squeue", "--", str(target), timeout=600)
+    assert proc.returncode == 0, explain(proc)
+    ids = submitted_ids(proc.stdout + proc.stderr)
+    jobs = sacct_jobs(env, sorted(ids))
+    train = next(j for j in jobs.values() if j.rule == "train")
+    assert train.state == "COMPLETED", train
+    assert (train.ntasks, train.nodes, train.gpus()) == (4, 2, 4), train
+    assert train.step_tasks.get(f"{train.job_id}.0") == 4, train
+    manifest = json.loads((run_dir(workdir, "none", 4) / "run.json").read_text())
+    assert manifest["status"] == "ok" and manifest["n_ranks"] == 4
+    devices = manifest["rank_devices"]
+    nodes = [re.search(r"\(node (\S+)\)", d) for d in devices]
+    local = [re.search(r"local_rank=(\d)", d)[1] for d in devices]
+    assert sorted(local) == ["0", "0", "1", "1"], devices
+    if all(nodes):  # emulated nodes share this host: their Slurm names tell them apart
+        assert len({m[1] for m in nodes}) == 2, devices
