@@ -76,9 +76,9 @@ class SignalFlag:
         return self
 
     def _handle(self, signum, _frame) -> None:
-        log.warning("received signal %d: stopping at the next synchronisation point", signum)
-        self.signum = signum
+        self.signum = signum  # first: the log line below may fail (stderr busy), the flag not
         self.event.set()
+        log.warning("received signal %d: stopping at the next synchronisation point", signum)
 
     def is_set(self) -> bool:
         return self.event.is_set()
