@@ -29,3 +29,26 @@ live_pid() {
 pid_alive() {
     live_pid "$1" "$2" >/dev/null
 }
+
+# stop PIDFILE COMM: SIGTERM, wait up to WAIT_S (the caller's) for exit, then SIGKILL as a
+# last resort; logs through the caller's log().
+stop() {
+    local pidfile="$1" comm="$2" pid deadline
+    if ! pid="$(live_pid "$pidfile" "$comm")"; then
+        rm -f "$pidfile"
+        return 0
+    fi
+    log "stopping $comm (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + WAIT_S))
+    while is_running "$pid" "$comm"; do
+        if ((SECONDS >= deadline)); then
+            log "$comm (pid $pid) ignored SIGTERM for ${WAIT_S}s: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 0.5
+            break
+        fi
+        sleep 0.2
+    done
+    rm -f "$pidfile"
+}

@@ -26,28 +26,6 @@ log() { printf '[oar-down] %s\n' "$*" >&2; }
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export PATH="$PATH:/usr/sbin:/sbin"
 
-# stop PIDFILE COMM: SIGTERM, wait up to WAIT_S for exit, then SIGKILL as a last resort.
-stop() {
-    local pidfile="$1" comm="$2" pid deadline
-    if ! pid="$(live_pid "$pidfile" "$comm")"; then
-        rm -f "$pidfile"
-        return 0
-    fi
-    log "stopping $comm (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + WAIT_S))
-    while is_running "$pid" "$comm"; do
-        if ((SECONDS >= deadline)); then
-            log "$comm (pid $pid) ignored SIGTERM for ${WAIT_S}s: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 0.5
-            break
-        fi
-        sleep 0.2
-    done
-    rm -f "$pidfile"
-}
-
 if [[ ! -d "$RUN" ]]; then
     log "nothing to stop ($RUN does not exist)"
 else
