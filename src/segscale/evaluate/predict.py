@@ -104,7 +104,7 @@ def skip_failed_run(cfg: PredictConfig, error: str | None) -> dict:
     return info
 
 
-def predict(cfg: PredictConfig) -> dict:
+def predict(cfg: PredictConfig, run_status: str | None = None) -> dict:
     """Run the prediction and the timings; returns what ``inference.json`` holds.
 
     Raises:
@@ -159,7 +159,6 @@ def predict(cfg: PredictConfig) -> dict:
 
     with atomic_path(cfg.pred, suffix=".npy") as tmp:
         np.save(tmp, pred)
-    run_json = cfg.run / "run.json"
     info = {
         "batch1_ms_per_image": batch1_ms,
         "batched_ms_per_image": batched_ms,
@@ -168,7 +167,7 @@ def predict(cfg: PredictConfig) -> dict:
         "n_images": n,
         "timing_images": len(times),
         "model": str(model_path),
-        "run_status": read_json(run_json).get("status") if run_json.is_file() else None,
+        "run_status": run_status,  # as main read it from run.json
         "environment": describe_environment(),
     }
     write_json(cfg.inference, info)
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             skip_failed_run(cfg, record.get("error"))
         else:
             check_model(cfg.run, record)
-            predict(cfg)
+            predict(cfg, record.get("status"))
     except (ValueError, FileNotFoundError) as err:
         log.error("%s", err)
         return 2

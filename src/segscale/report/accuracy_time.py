@@ -38,8 +38,8 @@ from matplotlib.ticker import FuncFormatter
 from segscale import cli
 from segscale.fileio import atomic_path
 from segscale.logs import configure
-from segscale.report.figures import provenance, read_table, save
-from segscale.report.runs import sort_runs
+from segscale.report.figures import provenance, save
+from segscale.report.runs import read_table, sort_runs
 from segscale.report.style import (
     BASELINE_COLOR,
     apply_style,

@@ -35,8 +35,8 @@ import pandas as pd
 
 from segscale import cli
 from segscale.logs import configure
-from segscale.report.figures import read_table, save
-from segscale.report.runs import sort_runs
+from segscale.report.figures import save
+from segscale.report.runs import read_table, sort_runs
 from segscale.report.style import (
     apply_style,
     combos,

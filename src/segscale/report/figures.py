@@ -48,6 +48,7 @@ from segscale.report.published import (  # noqa: E402
     load_published,
     published_points,
 )
+from segscale.report.runs import read_table  # noqa: E402
 from segscale.report.style import (  # noqa: E402
     BASELINE_COLOR,
     apply_style,
@@ -107,22 +108,6 @@ class Tables:
 
 
 # --------------------------------------------------------------------------- inputs
-def read_table(path: Path, required: bool = True) -> pd.DataFrame:
-    """A CSV table; a missing optional one is empty (with a warning), a required one an error.
-
-    Only empty cells and ``nan`` are missing values, so a policy named ``none`` stays a string.
-    """
-    if not path.is_file():
-        if required:
-            raise FileNotFoundError(f"{path}: table not found (run segscale.report.tables first)")
-        log.warning("%s: not found; its panels will be empty", path)
-        return pd.DataFrame()
-    try:
-        return pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable CSV ({err})") from None
-
-
 def load_tables(tables_dir: Path) -> Tables:
     return Tables(runs=read_table(tables_dir / "runs.csv"),
                   scaling=read_table(tables_dir / "scaling.csv"),

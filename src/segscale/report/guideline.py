@@ -35,6 +35,7 @@ from matplotlib.ticker import PercentFormatter  # noqa: E402
 from segscale import cli  # noqa: E402
 from segscale.fileio import atomic_path  # noqa: E402
 from segscale.logs import configure  # noqa: E402
+from segscale.report.runs import read_table  # noqa: E402
 from segscale.report.style import (  # noqa: E402
     BASELINE_COLOR,
     apply_style,
@@ -68,10 +69,7 @@ def read_iterations(path: Path) -> pd.DataFrame:
     point = parse_tune_dir(str(Path(path).parent))
     if point is None:
         raise ValueError(f"{path}: not a loop's table ({{dataset}}/{{arch}}/gpus{{n}}/...)")
-    try:
-        table = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable CSV ({err})") from None
+    table = read_table(Path(path))
     if "action" not in table or "iteration" not in table:
         raise ValueError(f"{path}: columns 'iteration' and 'action' missing")
     baseline = table["action"].eq("baseline") & table["iteration"].isna()
@@ -163,7 +161,7 @@ def write_guideline(iteration_paths: Sequence[Path], runs_csv: Path | None,
     tuned = tuned_results(iterations)
     runs = pd.DataFrame(columns=["dataset", "arch", "policy", "gpus", "status"])
     if runs_csv is not None:
-        runs = pd.read_csv(runs_csv, keep_default_na=False, na_values=["", "nan", "NaN"])
+        runs = read_table(runs_csv)
     fig = draw(tuned, runs)
     for path, table in ((iterations_out, iterations), (tuned_out, tuned)):
         with atomic_path(path, suffix=".csv") as tmp:

@@ -11,19 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from segscale.report.runs import read_table
+
 PUBLISHED_SOURCE = "guedria_thesis"
 DATASET_ALIASES = {"task01_braintumour": "brats", "heart": "lasc", "task02_heart": "lasc"}
 COLUMNS = ["dataset", "arch", "gpus", "quantity", "value"]
-
-
-def read_published(path: Path) -> pd.DataFrame:
-    """The CSV as written (``none`` stays a string), or an error naming the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: published values not found")
-    try:
-        return pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable CSV ({err})") from None
 
 
 def default_published() -> Path:
@@ -34,7 +26,7 @@ def load_published(path: Path | None) -> pd.DataFrame:
     """Published values in seconds/fractions, the thesis's only (others are off our x range)."""
     if path is None:
         return pd.DataFrame(columns=COLUMNS)
-    pub = read_published(path)
+    pub = read_table(path)
     pub = pub[pub["source"].eq(PUBLISHED_SOURCE)].copy()
     hours = pub["unit"].eq("h")
     pub.loc[hours, "value"] = pub.loc[hours, "value"] * 3600.0

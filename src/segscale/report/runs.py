@@ -376,3 +376,19 @@ def collect_resources(runs: pd.DataFrame, max_points: int = 600) -> pd.DataFrame
         return pd.DataFrame(columns=[*first, *RESOURCE_COLUMNS])
     out = pd.concat(frames, ignore_index=True)
     return out[[*first, *(c for c in out.columns if c not in first)]]
+
+
+def read_table(path: Path, required: bool = True) -> pd.DataFrame:
+    """A CSV table; a missing optional one is empty (with a warning), a required one an error.
+
+    Only empty cells and ``nan`` are missing values, so a policy named ``none`` stays a string.
+    """
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"{path}: table not found (written by segscale.report.tables)")
+        log.warning("%s: not found; its panels will be empty", path)
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV ({err})") from None
