@@ -50,6 +50,8 @@ die() {
     log "ERROR: $*"
     exit 1
 }
+# A command that fails under `set -e` says where, instead of a silent non-zero exit.
+trap 'log "ERROR: line $LINENO: \"$BASH_COMMAND\" failed (rc $?)"' ERR
 
 [[ "$(id -u)" -eq 0 ]] || die "must run as root (daemons, packages, the submitting user)"
 

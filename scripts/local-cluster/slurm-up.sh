@@ -55,6 +55,9 @@ die() {
     exit 1
 }
 
+# A command that fails under `set -e` says where, instead of a silent non-zero exit.
+trap 'log "ERROR: line $LINENO: \"$BASH_COMMAND\" failed (rc $?)"' ERR
+
 if [[ "$(id -u)" -ne 0 ]]; then
     die "must run as root (daemons run as root; packages may need installing)"
 fi
@@ -334,7 +337,8 @@ export SLURM_CONF="$SLURM_CONF_FILE"
 # Nor the copy of another cluster of ours that is running (a second state directory, as the
 # tests start): its users' bare sinfo must keep reaching it.
 etc_conf_owner() {
-    sed -n 's/^StateSaveLocation=\(.*\)\/state$/\1/p' /etc/slurm/slurm.conf 2>/dev/null | head -n 1
+    [[ -r /etc/slurm/slurm.conf ]] || return 0
+    sed -n 's/^StateSaveLocation=\(.*\)\/state$/\1/p' /etc/slurm/slurm.conf | head -n 1
 }
 other_dir="$(etc_conf_owner)"
 if [[ -e /etc/slurm/slurm.conf ]] && grep -qF "$MARKER_TAG" /etc/slurm/slurm.conf 2>/dev/null \

@@ -10,10 +10,12 @@ nodes exist for `--nodes=2` runs, and OpenMPI's mpirun picks up a Slurm allocati
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
-from slurm_helpers import SACCT_RUNS, run, sacct_steps, sbatch, wait_job
+from slurm_helpers import SACCT_RUNS, SLURM_UP, parse_exports, run, sacct_steps, sbatch, wait_job
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -159,3 +161,20 @@ def test_sacct_runs_finds_jobs_without_stored_comments(slurm, tmp_path):
             break
         time.sleep(1)
     assert line.split()[1:3] == ["rule_train_wildcards_ci_unet_2_0", "COMPLETED"], listing
+
+
+def test_slurm_up_writes_a_missing_etc_slurm_conf(slurm):
+    """A fresh machine has Debian's Slurm packages but no /etc/slurm/slurm.conf: slurm-up.sh
+    (idempotent, the cluster is already up) must write it, not stop silently (a CI failure)."""
+    etc_conf = Path("/etc/slurm/slurm.conf")
+    saved = etc_conf.read_bytes() if etc_conf.exists() else None
+    etc_conf.unlink(missing_ok=True)
+    try:
+        proc = subprocess.run(["bash", str(SLURM_UP), "--env"], capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert parse_exports(proc.stdout)["SLURM_CONF"] == slurm.env["SLURM_CONF"]
+        assert "# segscale-local-slurm:" in etc_conf.read_text()
+    finally:
+        if saved is not None:
+            etc_conf.write_bytes(saved)
