@@ -8,14 +8,16 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from segscale.oar import cancel, launch, status, submit
+from segscale.oar import cancel, job, launch, status, submit
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[2]
@@ -90,9 +92,13 @@ def test_training_request_uses_the_slurm_placement():
     assert argv[:3] == ["oarsub", "-l", request.resources]
     assert argv[argv.index("-p") + 1] == "gpu_count > 0"
     assert argv[argv.index("-d") + 1] == "/work/dir"
-    # The job runs the jobscript in the submitter's PATH (OAR starts from a login shell).
+    # The job runs the jobscript in the submitter's PATH (OAR starts from a login shell),
+    # under segscale.oar.job (the walltime warning's relay), from the workflow's Python.
     assert shlex.split(argv[-1]) == ["/usr/bin/env", "PATH=/venv/bin:/usr/bin",
+                                     sys.executable, "-m", "segscale.oar.job", "--",
                                      "/work/dir/.snakemake/tmp/snakejob.train.3.sh"]
+    # The recorded jobscript has no walltime warning (signal_margin_s 0): no --checkpoint.
+    assert not [a for a in argv if a.startswith(("--checkpoint", "--signal"))]
 
 
 def test_more_gpus_than_a_node_fills_whole_nodes():
@@ -112,15 +118,38 @@ def test_data_jobs_ask_cores_on_one_host():
 
 def test_site_arguments_and_properties_from_resources():
     props = {"rule": "train", "wildcards": {"n": "4"}, "log": [], "threads": 4,
-             "resources": {"nodes": 2, "gres": "gpu:2", "runtime": 60,
+             "resources": {"nodes": 2, "gres": "gpu:2", "runtime": 60, "signal_margin_s": 600,
                            "oar_properties": "'gpu_model = ''A100'''",
-                           "oar_extra": "-t besteffort -t idempotent --checkpoint 600 --signal 10"}}
+                           "oar_extra": "-t besteffort --type=idempotent -q production"}}
     request = submit.build_request(props, "/w", {"SEGSCALE_TRAIN_ENV": "/t", "HOME": "/h"})
-    assert request.extra == ("-t", "besteffort", "-t", "idempotent", "--checkpoint", "600",
-                             "--signal", "10")
+    assert request.extra == ("-t", "besteffort", "--type=idempotent", "-q", "production")
     assert request.properties == "gpu_model = ''A100''"
     assert request.stdout == ".snakemake/oar_logs/train/oar.%jobid%.out"
     assert request.env == (("SEGSCALE_TRAIN_ENV", "/t"),)
+    argv = request.argv("/w/job.sh")
+    # The walltime warning: SIGUSR2 600 s before the end, which segscale.oar.job relays;
+    # the idempotent type makes a warned job exit 99 (OAR resubmits it).
+    assert argv[-8:-6] == ["--checkpoint=600", "--signal=12"]
+    assert shlex.split(argv[-1])[-5:] == ["-m", "segscale.oar.job", "--idempotent", "--",
+                                          "/w/job.sh"]
+
+
+@pytest.mark.parametrize("extra", ["--checkpoint 600", "--signal=10",
+                                   "-t idempotent --checkpoint=60"])
+def test_own_walltime_flags_in_oar_extra_are_refused(extra):
+    props = {"rule": "train", "resources": {"oar_extra": extra}}
+    with pytest.raises(ValueError, match="train_resources.signal_margin_s"):
+        submit.build_request(props, "/w", {})
+
+
+@pytest.mark.parametrize(("extra", "types"), [
+    (("-t", "besteffort", "-t", "idempotent"), ["besteffort", "idempotent"]),
+    (("--type=idempotent", "-q", "default"), ["idempotent"]),
+    (("-tbesteffort",), ["besteffort"]),
+    (("-q", "production"), []),
+])
+def test_job_types_read_every_spelling(extra, types):
+    assert submit.job_types(extra) == types
 
 
 def test_not_a_jobscript_is_refused():
@@ -284,8 +313,10 @@ def test_mpirun_over_oarsh_forwards_the_training_environment():
            "OAR_JOB_ID": "7"}
     argv = launch.mpirun_argv(2, "/tmp/mf", ["python", "-m", "segscale.train"], env,
                               extra=["-mca", "btl", "self,tcp"])
-    assert argv[:10] == ["mpirun", "-np", "2", "-machinefile", "/tmp/mf", "--map-by", "node",
-                         "-mca", "plm_rsh_agent", "oarsh"]
+    assert argv[:13] == ["mpirun", "-np", "2", "-machinefile", "/tmp/mf", "--map-by", "node",
+                         "-mca", "plm_rsh_agent", "oarsh",
+                         # the walltime warning reaches the ranks on every host
+                         "-mca", "ess_base_forward_signals", "SIGURG"]
     assert "-x PATH" in " ".join(argv) and "-x HOROVOD_TIMELINE" in " ".join(argv)
     assert "HOME" not in argv
     assert argv[-6:] == ["-mca", "btl", "self,tcp", "python", "-m", "segscale.train"]
@@ -306,3 +337,81 @@ def test_launch_cli_execs_mpirun_with_the_machinefile(tmp_path):
     outside = run_module("segscale.oar.launch", "-n", "2", "true",
                          env={"OAR_NODEFILE": "", "OAR_NODE_FILE": ""})
     assert outside.returncode == 1 and "not inside an OAR job" in outside.stderr
+
+
+# ---- job (the walltime warning's relay) -----------------------------------------------------
+
+# A jobscript like Snakemake's: a shell that runs a "rank" as a grandchild. The rank writes
+# which signal reached it and exits 75 (checkpointed), as segscale.train does.
+RANK = """
+import signal, sys, time
+signal.signal(signal.SIGURG, lambda s, f: (open(sys.argv[1], "w").write(str(s)), sys.exit(75)))
+open(sys.argv[2], "w").write("ready")
+time.sleep(30)
+sys.exit(0)
+"""
+
+
+def start_job(tmp_path: Path, *flags: str) -> tuple[subprocess.Popen, Path]:
+    (tmp_path / "rank.py").write_text(RANK)
+    script = tmp_path / "job.sh"
+    got, ready = tmp_path / "got", tmp_path / "ready"
+    script.write_text(f"#!/bin/sh\n{sys.executable} {tmp_path / 'rank.py'} {got} {ready}\n"
+                      "status=$?\necho after the rank\nexit $status\n")
+    script.chmod(0o755)
+    proc = subprocess.Popen([sys.executable, "-m", "segscale.oar.job", *flags, "--", str(script)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    return proc, got
+
+
+@pytest.mark.parametrize(("flags", "expected"), [((), 75), (("--idempotent",), 99)])
+def test_oar_warning_reaches_the_rank_below_the_jobscript_shell(tmp_path, flags, expected):
+    """OAR's checkpoint signal (SIGUSR2) goes to the job's command only: the relay turns it
+    into SIGURG for every process below it; the shell survives (it ignores SIGURG) and the
+    job ends with the rank's 75, or 99 for an idempotent job (OAR resubmits it)."""
+    proc, got = start_job(tmp_path, *flags)
+    proc.send_signal(signal.SIGUSR2)
+    out, err = proc.communicate(timeout=30)
+    assert got.read_text() == str(int(signal.SIGURG)), err
+    assert "after the rank" in out  # the jobscript's shell lived on after the warning
+    assert "walltime warning (signal 12)" in err
+    assert proc.returncode == expected, err
+
+
+def test_without_a_warning_the_job_keeps_the_jobscript_status(tmp_path):
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\nexit 3\n")
+    script.chmod(0o755)
+    assert run_module("segscale.oar.job", "--idempotent", "--", str(script)).returncode == 3
+    gone = run_module("segscale.oar.job", "--", str(tmp_path / "missing.sh"))
+    assert gone.returncode == 127 and "missing.sh" in gone.stderr
+
+
+def test_final_status():
+    assert job.final_status(0, warned=True, idempotent=True) == 0  # finished in time
+    assert job.final_status(1, warned=False, idempotent=True) == 1  # not warned: a real error
+    assert job.final_status(1, warned=True, idempotent=False) == 1  # Snakemake retries it
+    assert job.final_status(1, warned=True, idempotent=True) == 99
+    assert job.final_status(-9, warned=False, idempotent=False) == 137
+
+
+def test_descendants_from_a_proc_tree(tmp_path):
+    # Command names may hold spaces and parentheses: the ppid is read after the last ")".
+    for pid, comm, ppid in [(10, "bash", 1), (11, "python3", 10), (12, "a) (b", 11),
+                            (13, "mpirun", 11), (20, "other", 1)]:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} ({comm}) S {ppid} {pid} 0 0\n")
+    (tmp_path / "self").mkdir()
+    parents = job.parent_pids(tmp_path)
+    assert parents == {10: 1, 11: 10, 12: 11, 13: 11, 20: 1}
+    assert job.descendants(10, parents) == [11, 12, 13]
+    assert job.descendants(20, parents) == []
+
+
+@pytest.mark.parametrize(("text", "number"), [("USR2", 12), ("SIGUSR1", 10), ("12", 12)])
+def test_warning_signal_by_name_or_number(text, number):
+    assert job.signal_number(text) == number

@@ -123,6 +123,8 @@ def test_site_slurm_extra_adds_to_the_placement_flags(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _slurm_extra(proc.stdout) == \
         "--qos=high --exclusive '--constraint=ib&gpu' --ntasks-per-node=2 --signal=URG@300"
+    # the same margin for OAR's --checkpoint (segscale.oar.submit reads the resource)
+    assert "signal_margin_s=300" in proc.stdout.split("rule train:")[1]
 
 
 def test_profile_slurm_extra_on_training_is_refused(tmp_path):

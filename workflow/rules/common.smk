@@ -583,7 +583,7 @@ def train_launcher(wildcards, input, threads, attempt):
 predicted_clusters()  # unknown names stop snakemake before any job
 
 
-# ---- runs that survive the walltime (train.smk, docs/slurm.md) ---------------------------
+# ---- runs that survive the walltime (train.smk, docs/slurm.md, docs/oar.md) ---------------
 # SIGURG, not USR1/TERM: its default action is to ignore it, and without "B:" Slurm signals
 # every process of the job steps: for the 1-GPU baseline that step also holds the job's
 # Snakemake and shell (the executor's own srun), which USR1 would kill and TERM would make
@@ -591,24 +591,29 @@ predicted_clusters()  # unknown names stop snakemake before any job
 WALLTIME_SIGNAL = "URG"
 
 
-def walltime_signal_flag(wildcards):
-    """sbatch's walltime warning of a training job, signal_margin_s before its runtime ends
-    ("" when 0: no warning).
+def walltime_margin(wildcards):
+    """Seconds before the training job's walltime at which the scheduler warns the run
+    (train_resources.signal_margin_s; 0: no warning). Slurm gets it as --signal
+    (train_slurm_extra), OAR as --checkpoint (segscale.oar.submit reads this resource).
 
     Raises:
         ValueError: a margin not shorter than the job's runtime.
     """
     margin = int(config["train_resources"]["signal_margin_s"])
-    if not margin:
-        return ""
     runtime_s = 60 * train_runtime(wildcards)
-    if margin >= runtime_s:
+    if margin and margin >= runtime_s:
         raise ValueError(
             f"train_resources.signal_margin_s ({margin} s) must be shorter than the training "
             f"job's runtime ({runtime_s} s for {wildcards.dataset}/{wildcards.arch} on "
             f"{wildcards.n} GPUs)"
         )
-    return f"--signal={WALLTIME_SIGNAL}@{margin}"
+    return margin
+
+
+def walltime_signal_flag(wildcards):
+    """sbatch's walltime warning of a training job ("" when the margin is 0)."""
+    margin = walltime_margin(wildcards)
+    return f"--signal={WALLTIME_SIGNAL}@{margin}" if margin else ""
 
 
 def train_retries():

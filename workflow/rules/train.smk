@@ -4,8 +4,9 @@
 # succeeds, so the sweep's tables and figures still come (segscale.train.failure).
 # model.keras is not declared: a failed run has none; run.json records its sha256 and
 # predict checks it.
-# Runs that survive the walltime (docs/slurm.md): Slurm sends SIGURG signal_margin_s before
-# the walltime (train_slurm_extra); the ranks checkpoint and exit 75, the job fails and
+# Runs that survive the walltime (docs/slurm.md, docs/oar.md): Slurm sends SIGURG
+# signal_margin_s before the walltime (train_slurm_extra); OAR sends its checkpoint signal,
+# which segscale.oar.job relays as SIGURG; the ranks checkpoint and exit 75, the job fails and
 # comes back (retries: train_resources.retries) resuming with its history. srun stops every
 # rank when one dies (SLURM_KILL_BAD_EXIT: a lost node fails the job at once, not at the
 # walltime); the retry resumes from the last verified checkpoint.
@@ -37,6 +38,7 @@ rule train:
         mem_mb_per_cpu=mem_per_cpu,
         runtime=train_runtime,
         slurm_extra=train_slurm_extra,
+        signal_margin_s=walltime_margin,
     params:
         launch=launch_prefix,
         hparams=hparams_json,

@@ -6,12 +6,14 @@ with profiles/oar the launch prefix is ``python -m segscale.oar.launch -n N`` fo
 1-GPU baseline runs bare). This runs::
 
     mpirun -np N -machinefile <per-GPU machinefile> --map-by node \\
-        -mca plm_rsh_agent oarsh -x PATH ... COMMAND...
+        -mca plm_rsh_agent oarsh -mca ess_base_forward_signals SIGURG -x PATH ... COMMAND...
 
 OAR's ``$OAR_NODEFILE`` has one line per *core* of the job; the machinefile written here has
 one line per *GPU* (from ``$OAR_RESOURCE_PROPERTIES_FILE``: distinct ``gpu`` values per host),
 filled host by host up to N, so every rank gets its own GPU and its local rank picks it.
-Ranks on the other nodes start through OAR's remote shell ``oarsh``; ``-x`` forwards
+Ranks on the other nodes start through OAR's remote shell ``oarsh``; mpirun hands SIGURG,
+the walltime warning that segscale.oar.job relays, on to every rank (OpenMPI forwards only
+USR1/USR2/TSTP/CONT/ABRT/ALRM by default); ``-x`` forwards
 ``PATH`` (the training environment first, as segscale.train.env set it) and the Horovod,
 NCCL, TensorFlow and segscale variables present. Extra ``mpirun`` arguments: ``--mpirun-args``
 or ``$SEGSCALE_MPIRUN_ARGS`` (e.g. ``-mca btl self,tcp``).
@@ -30,6 +32,7 @@ from pathlib import Path
 from segscale import cli
 
 PROPERTY = re.compile(r"(\w+)\s*=\s*'([^']*)'")
+RANK_SIGNAL = "SIGURG"  # the walltime warning the ranks catch (segscale.train.launch)
 FORWARDED = ("PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV", "OAR_JOB_ID")
 FORWARDED_PREFIXES = ("HOROVOD_", "NCCL_", "TF_", "SEGSCALE_", "CUDA_")
 
@@ -94,7 +97,7 @@ def mpirun_argv(ranks: int, machinefile: str, command: list[str], environ: dict[
                 extra: list[str] | None = None) -> list[str]:
     """The mpirun command line."""
     argv = [mpirun, "-np", str(ranks), "-machinefile", machinefile, "--map-by", "node",
-            "-mca", "plm_rsh_agent", rsh]
+            "-mca", "plm_rsh_agent", rsh, "-mca", "ess_base_forward_signals", RANK_SIGNAL]
     for name in forwarded_variables(environ):
         argv += ["-x", name]
     return [*argv, *(extra or []), *command]

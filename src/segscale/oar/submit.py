@@ -11,7 +11,12 @@ computes for Slurm (workflow/rules/common.smk):
 - walltime from the ``runtime`` resource (minutes);
 - ``-p`` from the resource ``oar_properties`` (e.g. ``gpu_count > 0``), extra ``oarsub``
   arguments from the resource ``oar_extra`` (e.g. ``-t besteffort -t idempotent``, ``-q
-  production``, ``--checkpoint 600 --signal 10``);
+  production``);
+- the walltime warning from the resource ``signal_margin_s`` (the train rule's, from
+  train_resources.signal_margin_s): ``--checkpoint S --signal 12``. The job's command is the
+  jobscript run by segscale.oar.job, which turns that SIGUSR2 into the SIGURG the ranks catch
+  (and, for ``-t idempotent``, exits 99 so that OAR resubmits the warned job).
+  ``--checkpoint``/``--signal`` in ``oar_extra`` are refused: they would bypass it;
 - the job's stdout/stderr as ``oar.%jobid%.out|err`` in the folder of the rule's first log
   file (the run's log folder), else under ``.snakemake/oar_logs/<rule>/``;
 - the job name ``rule_<rule>_wildcards_<values>`` (as the Slurm executor's comment);
@@ -44,6 +49,8 @@ GRES_GPU = re.compile(r"^gpu(?::[^:,]+)?:(\d+)$")
 FALLBACK_LOGS = Path(".snakemake") / "oar_logs"
 EXPORTED = ("PATH", "VIRTUAL_ENV", "PYTHONPATH")
 EXPORTED_PREFIX = "SEGSCALE_"
+CHECKPOINT_SIGNAL = 12  # SIGUSR2, OAR's default; segscale.oar.job's --warning-signal default
+OWN_FLAGS = ("--checkpoint", "--signal")  # set from signal_margin_s, never by oar_extra
 
 
 class SubmitError(RuntimeError):
@@ -62,13 +69,23 @@ class Request:
     directory: str | None = None
     extra: tuple[str, ...] = field(default_factory=tuple)
     env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    warning_s: int = 0  # --checkpoint: seconds before the walltime (0: no warning)
+    python: str = sys.executable  # the workflow environment's, for segscale.oar.job
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether ``oar_extra`` makes the job idempotent (``-t idempotent``)."""
+        return "idempotent" in job_types(self.extra)
 
     def command(self, jobscript: str) -> str:
-        """The job's command: the jobscript, in the submitter's exported variables."""
-        if not self.env:
-            return shlex.quote(jobscript)
+        """The job's command: the jobscript under segscale.oar.job, in the submitter's
+        exported variables."""
+        wrapper = [self.python, "-m", "segscale.oar.job"]
+        if self.idempotent:
+            wrapper.append("--idempotent")
         assignments = [f"{key}={value}" for key, value in self.env]
-        return shlex.join(["/usr/bin/env", *assignments, jobscript])
+        prefix = ["/usr/bin/env", *assignments] if assignments else []
+        return shlex.join([*prefix, *wrapper, "--", jobscript])
 
     def argv(self, jobscript: str, oarsub: str = "oarsub") -> list[str]:
         """The oarsub command line running the jobscript."""
@@ -83,7 +100,36 @@ class Request:
             args += ["-O", self.stdout]
         if self.stderr:
             args += ["-E", self.stderr]
+        if self.warning_s > 0:
+            args += [f"--checkpoint={self.warning_s}", f"--signal={CHECKPOINT_SIGNAL}"]
         return [*args, *self.extra, self.command(jobscript)]
+
+
+def job_types(extra: tuple[str, ...] | list[str]) -> list[str]:
+    """The ``-t``/``--type`` values among oarsub arguments."""
+    types: list[str] = []
+    for i, arg in enumerate(extra):
+        if arg in ("-t", "--type") and i + 1 < len(extra):
+            types.append(extra[i + 1])
+        elif arg.startswith("--type="):
+            types.append(arg.split("=", 1)[1])
+        elif arg.startswith("-t") and len(arg) > 2:
+            types.append(arg[2:])
+    return types
+
+
+def check_extra(extra: tuple[str, ...]) -> None:
+    """Refuse the oarsub flags segscale sets itself.
+
+    Raises:
+        ValueError: ``--checkpoint`` or ``--signal`` in ``oar_extra``.
+    """
+    own = [arg for arg in extra if arg.split("=", 1)[0] in OWN_FLAGS]
+    if own:
+        raise ValueError(
+            f"oar_extra sets {' '.join(own)}: the walltime warning comes from "
+            "train_resources.signal_margin_s (submitted as --checkpoint with a signal that "
+            "segscale.oar.job hands on to the ranks); remove it from oar_extra")
 
 
 def read_properties(jobscript: str) -> dict:
@@ -167,6 +213,7 @@ def build_request(properties: dict, workdir: str | None = None,
     resources = properties.get("resources") or {}
     folder = log_folder(properties)
     extra = tuple(shlex.split(unquote(resources.get("oar_extra"))))
+    check_extra(extra)
     return Request(
         resources=resource_string(resources, int(properties.get("threads") or 1)),
         properties=unquote(resources.get("oar_properties")) or None,
@@ -176,6 +223,7 @@ def build_request(properties: dict, workdir: str | None = None,
         directory=workdir,
         extra=extra,
         env=exported(dict(os.environ) if environ is None else environ),
+        warning_s=int(resources.get("signal_margin_s") or 0),
     )
 
 
