@@ -21,6 +21,7 @@ BENCHES=(
   "train_scaling|$TR|>= 0.9"
   "train_startup|$TR|<= 139"
   "train_input|$TR|>= 1"
+  "local_parallelism|$TR|-"
 )
 selected=("$@")
 failed=0
