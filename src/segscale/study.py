@@ -23,6 +23,13 @@ BASELINE_POLICY = "none"
 #: The policy the GreScale guideline loop (tune) trains with.
 TUNED_POLICY = "grescale"
 
+# ---- distributed strategies (segscale.train.strategies) -----------------------------------
+#: How the ranks of a run train together, in the order tables and figures list them:
+#: Horovod's ring-allreduce and TensorFlow's MultiWorkerMirroredStrategy.
+STRATEGIES = ("horovod", "tf-collective")
+#: The strategy of runs that name none (and of run directories from before the axis).
+DEFAULT_STRATEGY = "horovod"
+
 # ---- run outcomes ------------------------------------------------------------------------
 OK, DIVERGED, FAILED = "ok", "diverged", "failed"
 #: ``status`` of a finished run record (``run.json``, ``metrics.json``, the run tables).
@@ -43,7 +50,7 @@ HISTORY_COLUMNS = ("epoch", "lr", "loss", "val_loss", "val_dice", "epoch_time_s"
 RESOURCE_COLUMNS = ("time_s", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb",
                     "net_sent_bytes", "net_recv_bytes")
 #: What identifies one run of the sweep in every table.
-RUN_KEYS = ("dataset", "arch", "policy", "gpus", "repeat")
+RUN_KEYS = ("dataset", "arch", "strategy", "policy", "gpus", "repeat")
 #: One configuration: a run without its repeat.
 CONFIG_KEYS = RUN_KEYS[:-1]
 #: The files of a run directory (docs/formats.md).
@@ -52,9 +59,13 @@ RUN_RECORD, HISTORY_FILE, MODEL_FILE, METRICS_FILE = (
 
 # ---- where a run lives -------------------------------------------------------------------
 #: A run's directory below the results root, as a ``str.format`` / Snakemake pattern.
-RUN_DIR_PATTERN = "{dataset}/{arch}/{policy}/gpus{n}/rep{r}"
-#: The same, read back: only the last five path components count, so any root works.
+RUN_DIR_PATTERN = "{dataset}/{arch}/{strategy}/{policy}/gpus{n}/rep{r}"
+#: The same, read back: only the last six path components count, so any root works.
 RUN_DIR_RE = re.compile(
+    r"(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<strategy>" + "|".join(map(re.escape, STRATEGIES))
+    + r")/(?P<policy>[^/]+)/gpus(?P<gpus>[1-9]\d*)/rep(?P<repeat>\d+)$")
+#: Run directories written before the strategy axis (Horovod's): five components.
+LEGACY_RUN_DIR_RE = re.compile(
     r"(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<policy>[^/]+)"
     r"/gpus(?P<gpus>[1-9]\d*)/rep(?P<repeat>\d+)$")
 
@@ -75,20 +86,28 @@ def parse_tune_dir(path: str) -> dict[str, Any] | None:
     return point
 
 
-def run_dir(dataset: str, arch: str, policy: str, n: int | str, r: int | str) -> str:
+def run_dir(dataset: str, arch: str, policy: str, n: int | str, r: int | str,
+            strategy: str = DEFAULT_STRATEGY) -> str:
     """The run directory of one sweep point, relative to the runs root."""
-    return RUN_DIR_PATTERN.format(dataset=dataset, arch=arch, policy=policy, n=n, r=r)
+    return RUN_DIR_PATTERN.format(dataset=dataset, arch=arch, strategy=strategy, policy=policy,
+                                  n=n, r=r)
 
 
 def parse_run_dir(path: str) -> dict[str, Any] | None:
-    """The sweep point a run directory encodes (``gpus``, ``repeat`` as int), or None."""
-    tail = "/".join(str(path).replace("\\", "/").rstrip("/").split("/")[-5:])
-    found = RUN_DIR_RE.search(tail)
+    """The sweep point a run directory encodes (``gpus``, ``repeat`` as int), or None.
+
+    A directory from before the strategy axis (``<dataset>/<arch>/<policy>/gpus<N>/rep<r>``)
+    is read as a ``horovod`` run, the only strategy there was, so stored results stay usable.
+    """
+    parts = str(path).replace("\\", "/").rstrip("/").split("/")
+    found = RUN_DIR_RE.search("/".join(parts[-6:]))
     if found is None:
-        return None
-    point: dict[str, Any] = found.groupdict()
+        found = LEGACY_RUN_DIR_RE.search("/".join(parts[-5:]))
+        if found is None:
+            return None
+    point: dict[str, Any] = {"strategy": DEFAULT_STRATEGY, **found.groupdict()}
     point["gpus"], point["repeat"] = int(point["gpus"]), int(point["repeat"])
-    return point
+    return {key: point[key] for key in RUN_KEYS}
 
 
 def runs_on(policy: str, gpus: int) -> bool:
@@ -115,6 +134,8 @@ class RunRecord:
     hparams: dict[str, Any]
     epochs_planned: int
     environment: dict[str, Any] = field(default_factory=dict)
+    strategy: str = DEFAULT_STRATEGY
+    strategy_details: dict[str, Any] | None = None  # e.g. Horovod's controller, TF's workers
     stop_reason: str | None = None
     error: str | None = None
     divergence: dict[str, Any] | None = None
@@ -140,7 +161,7 @@ class RunRecord:
     val_store: str | None = None
     device: str | None = None
     rank_devices: list[str] | None = None  # per rank: host, GPU kept visible, memory growth
-    horovod: dict[str, bool] | None = None
+    horovod: dict[str, bool] | None = None  # horovod runs: MPI or Gloo controller
     fingerprint: str | None = None
     rank_weight_digests: list[str] | None = None
     rank_seeds: list[int] | None = None  # each rank's dropout seed (train.record.rank_seed)
@@ -150,6 +171,8 @@ class RunRecord:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"run status {self.status!r} is not one of {STATUSES}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"run strategy {self.strategy!r} is not one of {STRATEGIES}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -45,17 +45,25 @@ class Run:
         return pd.read_csv(self.out / "history.csv")
 
 
+def launcher(python: Path, ranks: int, strategy: str = "horovod") -> list[str]:
+    """The local launcher of ``ranks`` ranks: ``horovodrun --gloo`` for Horovod, segscale's
+    spawn for TensorFlow's strategies; none for one rank."""
+    if ranks == 1:
+        return []
+    if strategy == "horovod":
+        return [str(python.parent / "horovodrun"), "-np", str(ranks), "-H",
+                f"localhost:{ranks}", "--gloo"]
+    return [str(python), "-m", "segscale.train.spawn", "-n", str(ranks)]
+
+
 def run_train(python: Path, stores: dict[str, Path], out: Path, hparams: dict, ranks: int = 1,
               policy: str = "gradual", env: dict[str, str] | None = None,
-              timeout: int = 240) -> Run:
-    """Train with ``ranks`` local ranks (``horovodrun --gloo`` when > 1)."""
-    args = [str(python), "-m", "segscale.train", "--train-store", str(stores["train"]),
-            "--val-store", str(stores["val"]), "--out", str(out), "--dataset", "demo",
-            "--arch", "unet", "--policy", policy, "--seed", "0",
-            "--hparams", json.dumps(hparams)]
-    if ranks > 1:
-        args = [str(python.parent / "horovodrun"), "-np", str(ranks), "-H",
-                f"localhost:{ranks}", "--gloo", *args]
+              timeout: int = 240, strategy: str = "horovod") -> Run:
+    """Train with ``ranks`` local ranks (horovodrun --gloo or spawn when > 1)."""
+    args = [*launcher(python, ranks, strategy), str(python), "-m", "segscale.train",
+            "--train-store", str(stores["train"]), "--val-store", str(stores["val"]),
+            "--out", str(out), "--dataset", "demo", "--arch", "unet", "--policy", policy,
+            "--seed", "0", "--strategy", strategy, "--hparams", json.dumps(hparams)]
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMPI_MCA_mpi_yield_when_idle": "1",
                 "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
                 **(env or {})}

@@ -85,7 +85,8 @@ def sweep(request):
 
 
 def run_dir(workdir: Path, policy: str, n: int) -> Path:
-    return workdir / "results" / "runs" / "tiny-heart" / "unet" / policy / f"gpus{n}" / "rep0"
+    return (workdir / "results" / "runs" / "tiny-heart" / "unet" / "horovod" / policy
+            / f"gpus{n}" / "rep0")
 
 
 def test_every_non_local_rule_was_an_oar_job_that_succeeded(sweep):
@@ -114,7 +115,7 @@ def test_training_runs_placed_one_rank_per_gpu_across_nodes(sweep):
                      and oarstat(oar, i)["name"].startswith("rule_train_")]
         assert len(train_ids) == 1, (sorted(p.name for p in logs.iterdir()), sweep["ids"])
         job = oarstat(oar, train_ids[0])
-        assert job["name"] == f"rule_train_wildcards_tiny-heart_unet_{policy}_{n}_0", job
+        assert job["name"] == f"rule_train_wildcards_tiny-heart_unet_horovod_{policy}_{n}_0", job
         assert job["wanted_resources"].startswith(f"-l \"{{type = 'default'}}/host={n}/gpu=1,")
         assert "gpu_count > 0" in job["properties"]
         assert len(job["assigned_network_address"]) == n, job  # gpus_per_node=1

@@ -48,7 +48,7 @@ RESUBMITTED = re.compile(r"=>\s*(\d+)")
 
 
 def run_dir(workdir: Path, n: int) -> Path:
-    return workdir / "results" / "runs" / DATASET / ARCH / POLICY / f"gpus{n}" / "rep0"
+    return workdir / "results" / "runs" / DATASET / ARCH / "horovod" / POLICY / f"gpus{n}" / "rep0"
 
 
 def target(workdir: Path, n: int) -> str:
@@ -134,7 +134,7 @@ def test_each_training_is_one_snakemake_job_that_oar_resubmitted(walltime_sweep)
             assert "WALLTIME" not in event_types(warned), warned["events"]
         last = jobs[-1]
         assert last["state"] == "Terminated" and last["exit_code"] == 0, last
-        n = int(re.fullmatch(rf"rule_train_wildcards_{DATASET}_{ARCH}_{POLICY}_(\d)_0",
+        n = int(re.fullmatch(rf"rule_train_wildcards_{DATASET}_{ARCH}_horovod_{POLICY}_(\d)_0",
                              last["name"])[1])
         # one rank per node: for n=2 the warning reached the other node through mpirun
         assert all(len(job["assigned_network_address"]) == n for job in jobs), jobs

@@ -35,13 +35,14 @@ SLURM_RULES = Counter({"demo_dataset": 1, "inspect": 1, "split": 1, "slice_store
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
 
 
-def run_dir(workdir: Path, policy: str, n: int) -> Path:
-    return workdir / "results" / "runs" / DATASET / ARCH / policy / f"gpus{n}" / "rep0"
+def run_dir(workdir: Path, policy: str, n: int, strategy: str = "horovod") -> Path:
+    return (workdir / "results" / "runs" / DATASET / ARCH / strategy / policy / f"gpus{n}"
+            / "rep0")
 
 
 def wildcards(policy: str, n: int) -> str:
     """The executor's comment suffix: wildcard values joined by '_'."""
-    return f"{DATASET}_{ARCH}_{policy}_{n}_0"
+    return f"{DATASET}_{ARCH}_horovod_{policy}_{n}_0"
 
 
 def slurm_snakemake(workdir: Path, env: dict[str, str], *args: str, timeout: float):
@@ -192,3 +193,30 @@ def test_four_gpus_across_both_nodes(sweep, tmp_path):
     # the emulated nodes share this host: their Slurm node names tell them apart
     assert all(nodes) and sorted(m[1] for m in nodes) == ["node1", "node1", "node2", "node2"], \
         devices
+
+
+def test_tf_collective_across_both_nodes(sweep, tmp_path):
+    """Issue 13: a tf-collective run of 2 workers, one per emulated node (gpus_per_node 1),
+    started by srun; the workers agree on TF_CONFIG through the run directory, train the
+    same weights, and name their Slurm nodes."""
+    env, workdir = sweep["env"], sweep["workdir"]
+    overlay = tmp_path / "collective.yaml"
+    overlay.write_text("sweep: {archs: [unet], strategies: [tf-collective], policies: [none],"
+                       " gpus: [2], repeats: 1}\ngpus_per_node: 1\n")
+    folder = run_dir(workdir, "none", 2, "tf-collective")
+    target = folder.relative_to(workdir) / "metrics.json"
+    proc = slurm_snakemake(workdir, env, "--configfile", str(TEST_CONFIG), str(overlay),
+                           "--slurm-status-command", "squeue", "--", str(target), timeout=600)
+    assert proc.returncode == 0, explain(proc)
+    jobs = sacct_jobs(env, sorted(submitted_ids(proc.stdout + proc.stderr)))
+    train = next(j for j in jobs.values() if j.rule == "train")
+    assert train.state == "COMPLETED", train
+    assert (train.ntasks, train.nodes) == (2, 2), train
+    manifest = json.loads((folder / "run.json").read_text())
+    assert manifest["status"] == "ok" and manifest["strategy"] == "tf-collective"
+    assert manifest["n_ranks"] == 2 and len(set(manifest["rank_weight_digests"])) == 1
+    assert manifest["environment"]["slurm"]["SLURM_JOB_ID"] == str(train.job_id)
+    nodes = sorted(re.search(r"\(node (\S+)\)", d)[1] for d in manifest["rank_devices"])
+    assert nodes == ["node1", "node2"], manifest["rank_devices"]
+    assert len(manifest["strategy_details"]["workers"]) == 2
+    assert not (folder / ".rendezvous").exists()

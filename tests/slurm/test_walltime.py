@@ -51,7 +51,7 @@ OVERRIDES = {
 
 
 def run_dir(workdir: Path, policy: str, n: int) -> Path:
-    return workdir / "results" / "runs" / DATASET / ARCH / policy / f"gpus{n}" / "rep0"
+    return workdir / "results" / "runs" / DATASET / ARCH / "horovod" / policy / f"gpus{n}" / "rep0"
 
 
 def target(workdir: Path, policy: str, n: int) -> str:
@@ -79,7 +79,7 @@ def train_jobs(env: dict[str, str], workdir: Path, policy: str, n: int, since: f
     and its launch step's exit code (step 0: srun of the ranks, or the executor's own srun
     of the bare baseline's Snakemake)."""
     start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since))
-    comment = f"rule_train_wildcards_{DATASET}_{ARCH}_{policy}_{n}_0"
+    comment = f"rule_train_wildcards_{DATASET}_{ARCH}_horovod_{policy}_{n}_0"
     proc = run(["sacct", "--allusers", "--parsable2", "--noheader", "-S", start,
                 "-o", "JobID,State,ExitCode,ElapsedRaw,WorkDir,Comment"], env, timeout=30)
     jobs: dict[str, dict[str, str]] = {}
@@ -97,7 +97,7 @@ def launch_status(workdir: Path, policy: str, n: int, job_id: str) -> int | None
     """The exit status of the rule's command in a failed job, from the Slurm log the executor
     keeps for it (the job's own Snakemake reports it)."""
     log = (workdir / ".snakemake" / "slurm_logs" / "rule_train"
-           / f"{DATASET}_{ARCH}_{policy}_{n}_0" / f"{job_id}.log")
+           / f"{DATASET}_{ARCH}_horovod_{policy}_{n}_0" / f"{job_id}.log")
     found = re.search(r"returned non-zero exit status (\d+)", log.read_text())
     return int(found[1]) if found else None
 

@@ -88,7 +88,23 @@ def test_equal_finals_reach_their_own_mean():
 def test_baseline_dice_is_the_mean_final_val_dice_of_ok_one_gpu_none_runs():
     base = tta.baseline_dice(*tables())
     assert base.to_dict("records") == [{"dataset": "lasc", "arch": "unet",
+                                        "strategy": "horovod",
                                         "baseline_dice": .75, "baseline_n": 2}]
+
+
+def test_each_strategy_is_compared_with_its_own_one_gpu_runs():
+    """The same runs as tf-collective, one epoch slower everywhere: its own 1-GPU baseline
+    (same Dice) gives the same speedups, never a speedup against Horovod's 1-GPU time."""
+    runs, history = tables()
+    slow = history.assign(strategy="tf-collective", epoch_time_s=history["epoch_time_s"] * 2)
+    both = tta.time_to_accuracy(
+        pd.concat([runs.assign(strategy="horovod"), runs.assign(strategy="tf-collective")]),
+        pd.concat([history.assign(strategy="horovod"), slow]), [1.0])
+    fast = both[both["strategy"].eq("horovod")].reset_index(drop=True)
+    doubled = both[both["strategy"].eq("tf-collective")].reset_index(drop=True)
+    assert doubled["time_s"].tolist() == pytest.approx((2 * fast["time_s"]).tolist(),
+                                                       nan_ok=True)
+    assert doubled["speedup"].tolist() == pytest.approx(fast["speedup"].tolist(), nan_ok=True)
 
 
 @pytest.mark.parametrize("policy, gpus, repeat, fraction, time_s, epoch, speedup", [

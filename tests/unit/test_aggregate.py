@@ -94,14 +94,15 @@ def _resources(gpus: int, rng: np.random.Generator) -> dict[int, pd.DataFrame]:
 
 
 def make_results_tree(root: Path, sweep: dict | None = None, dataset: str = "lasc",
-                      arch: str = "unet", resources: bool = True) -> list[Path]:
+                      arch: str = "unet", resources: bool = True,
+                      strategy: str = "horovod") -> list[Path]:
     """Write run directories under ``root``; returns the metrics.json paths (what Snakemake
     would pass). A ``failed`` entry gets only ``ckpt/``."""
     rng = np.random.default_rng(0)
     metrics_paths = []
     for (policy, gpus), reps in (sweep or SWEEP).items():
         for rep, (time_s, dice, status) in enumerate(reps):
-            run = root / dataset / arch / policy / f"gpus{gpus}" / f"rep{rep}"
+            run = root / study.run_dir(dataset, arch, policy, gpus, rep, strategy)
             (run / "ckpt").mkdir(parents=True)
             if status == "failed":
                 continue
@@ -110,7 +111,7 @@ def make_results_tree(root: Path, sweep: dict | None = None, dataset: str = "las
                 run / "history.csv", index=False)
             (run / "run.json").write_text(json.dumps({
                 "status": status, "dataset": dataset, "arch": arch, "policy": policy,
-                "n_ranks": gpus, "repeat": rep, "seed": rep,
+                "strategy": strategy, "n_ranks": gpus, "repeat": rep, "seed": rep,
                 "hparams": {"lr": 2e-5, "batch_size": 7, "epochs": EPOCHS,
                             "optimizer": "sgd", "warmup": {"epochs": 5}},
                 "epochs_planned": EPOCHS, "epochs_completed": epochs,
@@ -167,8 +168,12 @@ def _row(df: pd.DataFrame, policy: str, gpus: int, repeat: int | None = None) ->
 
 # --------------------------------------------------------------------------- parsing
 @pytest.mark.parametrize("path, expected", [
-    ("results/runs/lasc/unet/none/gpus4/rep2", ("lasc", "unet", "none", 4, 2)),
-    ("/abs/brats/fcn/grescale/gpus18/rep0/", ("brats", "fcn", "grescale", 18, 0)),
+    ("results/runs/lasc/unet/horovod/none/gpus4/rep2",
+     ("lasc", "unet", "horovod", "none", 4, 2)),
+    ("/abs/brats/fcn/tf-collective/grescale/gpus18/rep0/",
+     ("brats", "fcn", "tf-collective", "grescale", 18, 0)),
+    # stored before the strategy axis: Horovod's
+    ("results/runs/lasc/unet/none/gpus4/rep2", ("lasc", "unet", "horovod", "none", 4, 2)),
     ("lasc/unet/none/gpus0/rep1", None),
     ("lasc/unet/gpus4/rep1", None),
     ("tune/lasc/unet/iter3", None),
@@ -200,7 +205,7 @@ def test_runs_table_rows_and_status(runs):
     failed = _row(runs, "grescale", 4, 1)
     assert failed.status == "failed" and "no metrics.json" in failed.note
     assert math.isnan(failed.train_time_s) and math.isnan(failed.dice)
-    assert list(runs.columns[:6]) == [*study.RUN_KEYS, "status"]
+    assert list(runs.columns[:7]) == [*study.RUN_KEYS, "status"]
     # policies in their natural order, then gpus, then repeat
     assert list(dict.fromkeys(runs.policy)) == ["none", "gradual", "grescale"]
 
@@ -266,7 +271,8 @@ def test_summary_counts_and_stats(runs):
 
 
 def test_summary_config_with_no_ok_run_still_listed():
-    df = pd.DataFrame({"dataset": "d", "arch": "a", "policy": "none", "gpus": [1, 1, 2],
+    df = pd.DataFrame({"dataset": "d", "arch": "a", "strategy": "horovod", "policy": "none",
+                       "gpus": [1, 1, 2],
                        "repeat": [0, 1, 0], "status": ["ok", "ok", "diverged"],
                        "train_time_s": [10.0, 12.0, 3.0]})
     s = agg.summarise(df).set_index("gpus")
@@ -315,7 +321,8 @@ def _work_runs() -> pd.DataFrame:
     """Hand-made runs table: 1-GPU none (2 repeats, 100 and 120 s), 2 GPUs (60, 64 s),
     4 GPUs (30 s), all 200 images x 4 epochs; each test changes what it needs."""
     rows = [(1, 0, 100.0), (1, 1, 120.0), (2, 0, 60.0), (2, 1, 64.0), (4, 0, 30.0)]
-    df = pd.DataFrame([{"dataset": "d", "arch": "a", "policy": "none", "gpus": g,
+    df = pd.DataFrame([{"dataset": "d", "arch": "a", "strategy": "horovod", "policy": "none",
+                        "gpus": g,
                         "repeat": r, "status": "ok", "stop_reason": None,
                         "train_time_s": t, "time_per_epoch_s": t / 4,
                         "images_per_s": 800 / t, "epochs_completed": 4.0,
@@ -407,7 +414,8 @@ def test_run_work_from_older_records():
 
 
 def test_scaling_without_baseline_is_nan(caplog):
-    df = pd.DataFrame({"dataset": "d", "arch": "a", "policy": "gradual", "gpus": [2, 4],
+    df = pd.DataFrame({"dataset": "d", "arch": "a", "strategy": "horovod", "policy": "gradual",
+                       "gpus": [2, 4],
                        "repeat": 0, "status": "ok", "train_time_s": [10.0, 6.0],
                        "time_per_epoch_s": [1.0, 0.6], "images_per_s": [5.0, 9.0]})
     with caplog.at_level(logging.WARNING):
@@ -428,7 +436,7 @@ def test_ratio_std(num_std, den_std, expected):
 def test_history_and_resources_tables(runs):
     hist = report_runs.collect_history(runs)
     assert len(hist) == 17 * EPOCHS + 2  # failed run has none; diverged has 2 epochs
-    assert list(hist.columns[:6]) == [*study.RUN_KEYS, "status"]
+    assert list(hist.columns[:7]) == [*study.RUN_KEYS, "status"]
     assert set(hist[hist.status == "diverged"].epoch) == {0, 1}
     res = report_runs.collect_resources(runs)
     ranks = sum(g for (_, g), reps in SWEEP.items() for t, _, st in reps if st != "failed")

@@ -21,6 +21,7 @@ from segscale.report import figures as plots
 from segscale.report import published, style
 from segscale.report import runs as report_runs
 from segscale.report import tables as agg
+from segscale.report.strategies import fig_strategies, network_per_rank
 
 try:  # tests/unit is on sys.path under pytest's default (prepend) import mode
     from test_aggregate import SWEEP, cli_args, make_results_tree
@@ -28,7 +29,7 @@ except ImportError:  # pragma: no cover - tests/unit made a package
     from .test_aggregate import SWEEP, cli_args, make_results_tree
 
 EXPECTED = [f"{n}.{f}" for n in ("training_time", "speedup", "efficiency", "metrics_vs_gpus",
-                                 "curves", "resources") for f in ("png", "svg")]
+                                 "curves", "resources", "strategies") for f in ("png", "svg")]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,8 @@ def _draw_all(t: plots.Tables) -> dict[str, str]:
             "speedup": plots.fig_scaling(t, pub, "speedup"),
             "efficiency": plots.fig_scaling(t, pub, "efficiency"),
             "metrics_vs_gpus": plots.fig_metrics(t, pub),
-            "curves": plots.fig_curves(t, None), "resources": plots.fig_resources(t, None)}
+            "curves": plots.fig_curves(t, None), "resources": plots.fig_resources(t, None),
+            "strategies": fig_strategies(t.runs, t.scaling, t.resources)}
     texts = {}
     for name, fig in figs.items():
         fig.set_dpi(30)
@@ -240,3 +242,42 @@ def test_figures_say_what_drew_them(tmp_path):
     assert "segscale 9.9 (git abc)" in (tmp_path / "probe.svg").read_text()
     from segscale.report.figures import provenance
     assert provenance().startswith(f"segscale {__version__} (git ")
+
+
+# --------------------------------------------------------------------------- strategies
+def test_two_strategies_each_against_its_own_baseline(tmp_path):
+    """The same sweep as Horovod and as tf-collective, the latter twice as slow everywhere:
+    the same speedups (each against its own 1-GPU runs), both in strategies.png, and the
+    per-policy figures show Horovod's runs and say so."""
+    slow = {k: [(t * 2 if t else t, d, st) for t, d, st in reps] for k, reps in SWEEP.items()}
+    root = tmp_path / "runs"
+    tree = [*make_results_tree(root), *make_results_tree(root, slow, strategy="tf-collective")]
+    assert agg.main(cli_args(tree, root, tmp_path / "tables")) == 0
+    scaling = report_runs.read_table(tmp_path / "tables" / "scaling.csv")
+    horovod = scaling[scaling.strategy.eq("horovod")].reset_index(drop=True)
+    collective = scaling[scaling.strategy.eq("tf-collective")].reset_index(drop=True)
+    assert len(horovod) == len(collective) == len(SWEEP)
+    assert collective["time_mean_s"].tolist() == \
+        pytest.approx((2 * horovod["time_mean_s"]).tolist(), nan_ok=True)
+    assert collective["speedup"].tolist() == pytest.approx(horovod["speedup"].tolist(),
+                                                           nan_ok=True)
+    assert plots.main(["--tables-dir", str(tmp_path / "tables"), "--out-dir",
+                       str(tmp_path / "figs")]) == 0
+    text = (tmp_path / "figs" / "strategies.svg").read_text()
+    for word in ("horovod", "tf-collective", "speedup (vs its own 1 GPU)", "test Dice",
+                 "network per rank (MB/s)"):
+        assert word in text, word
+    assert "horovod runs (strategies compared in strategies.png)" in \
+        (tmp_path / "figs" / "speedup.svg").read_text()
+
+
+def test_network_per_rank_is_the_counters_growth_over_the_sampled_time():
+    res = pd.DataFrame({"dataset": "d", "arch": "a", "policy": "none", "gpus": 2, "repeat": 0,
+                        "rank": [0, 0, 0, 1, 1], "time_s": [0.0, 1.0, 4.0, 0.0, 2.0],
+                        "net_sent_bytes": [0, 1e6, 3e6, 5e6, 6e6],
+                        "net_recv_bytes": [0, 1e6, 1e6, 0, 2e6]})
+    out = network_per_rank(res)
+    # rank 0: 4 MB in 4 s; rank 1: 3 MB in 2 s; mean 1.25 MB/s; no strategy column: Horovod
+    assert out.to_dict("records") == [{"dataset": "d", "arch": "a", "strategy": "horovod",
+                                       "policy": "none", "gpus": 2, "repeat": 0,
+                                       "net_mb_per_s": pytest.approx(1.25)}]

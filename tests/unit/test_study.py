@@ -41,12 +41,37 @@ def test_pure_warmups_run_only_above_one_gpu(policy, gpus, runs):
 names = st.from_regex(r"[a-z][a-z0-9_-]{0,12}", fullmatch=True)
 
 
-@given(names, names, st.sampled_from(study.POLICIES), st.integers(1, 4096), st.integers(0, 99),
+@given(names, names, st.sampled_from(study.STRATEGIES), st.sampled_from(study.POLICIES),
+       st.integers(1, 4096), st.integers(0, 99),
        st.sampled_from(["", "results/runs", "/abs/olute/root"]))
-def test_run_dir_round_trips(dataset, arch, policy, gpus, repeat, root):
-    path = "/".join(filter(None, [root, study.run_dir(dataset, arch, policy, gpus, repeat)]))
-    assert study.parse_run_dir(path) == {"dataset": dataset, "arch": arch, "policy": policy,
+def test_run_dir_round_trips(dataset, arch, strategy, policy, gpus, repeat, root):
+    path = "/".join(filter(None, [root, study.run_dir(dataset, arch, policy, gpus, repeat,
+                                                      strategy)]))
+    assert study.parse_run_dir(path) == {"dataset": dataset, "arch": arch,
+                                         "strategy": strategy, "policy": policy,
                                          "gpus": gpus, "repeat": repeat}
+
+
+@given(names, names, st.sampled_from(study.POLICIES), st.integers(1, 64), st.integers(0, 9))
+def test_run_dirs_from_before_the_strategy_axis_are_horovod_runs(dataset, arch, policy, gpus,
+                                                                  repeat):
+    """Stored results keep their meaning: <dataset>/<arch>/<policy>/gpus<N>/rep<r>, as written
+    before strategies were swept, below any root, is a Horovod run."""
+    path = f"results/runs/{dataset}/{arch}/{policy}/gpus{gpus}/rep{repeat}"
+    assert study.parse_run_dir(path) == {"dataset": dataset, "arch": arch,
+                                         "strategy": study.DEFAULT_STRATEGY, "policy": policy,
+                                         "gpus": gpus, "repeat": repeat}
+
+
+def test_schema_strategy_enum_is_the_study_strategies():
+    strategies = SCHEMA["properties"]["sweep"]["properties"]["strategies"]
+    assert tuple(strategies["items"]["enum"]) == study.STRATEGIES
+    assert strategies["default"] == [study.DEFAULT_STRATEGY]
+
+
+def test_run_record_refuses_an_unknown_strategy():
+    with pytest.raises(ValueError, match="'tf-mirrored' is not one of"):
+        study.RunRecord("ok", "d", "unet", "none", 1, 0, 0, {}, 3, strategy="tf-mirrored")
 
 
 @pytest.mark.parametrize("path", ["a/b/none/gpus0/rep0", "a/b/none/gpus2", "a/b/none/2/rep0",

@@ -14,8 +14,8 @@ from .helpers import REPO, TEST_CONFIG, snakemake
 pytestmark = [pytest.mark.slow, pytest.mark.horovod]
 
 TRAIN_PYTHON = REPO / ".venv-train" / "bin" / "python"
-RUNS = ["tiny-heart/unet/none/gpus1/rep0", "tiny-heart/unet/none/gpus2/rep0",
-        "tiny-heart/unet/gradual/gpus2/rep0"]
+RUNS = ["tiny-heart/unet/horovod/none/gpus1/rep0", "tiny-heart/unet/horovod/none/gpus2/rep0",
+        "tiny-heart/unet/horovod/gradual/gpus2/rep0"]
 
 
 def _local(workdir, *args, timeout=900):
@@ -47,7 +47,7 @@ def test_every_run_trained_with_its_rank_count_and_was_evaluated(demo):
         assert 0 <= metrics["summary"]["dice"] <= 1
         assert sorted(p.name for p in (folder / "predictions").glob("*.nii.gz")) == test_volumes
     # gradual warmup on 2 ranks: epoch 0 at the base lr, then lr x 2 (warmup_epochs: 1)
-    lrs = pd.read_csv(demo / "results/runs/tiny-heart/unet/gradual/gpus2/rep0/history.csv")["lr"]
+    lrs = pd.read_csv(demo / "results/runs" / RUNS[2] / "history.csv")["lr"]
     assert lrs.iloc[-1] == pytest.approx(2e-3)
 
 

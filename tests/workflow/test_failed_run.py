@@ -53,7 +53,8 @@ def test_failed_runs_are_rows_with_their_cause(sweep):
     broken = runs[runs["arch"].eq("broken")]
     assert broken["note"].str.contains("this architecture cannot be built").all()
     for n in (1, 2):
-        run = work / "results" / "runs" / "tiny-heart" / "broken" / "none" / f"gpus{n}" / "rep0"
+        run = (work / "results" / "runs" / "tiny-heart" / "broken" / "horovod" / "none"
+               / f"gpus{n}" / "rep0")
         record = json.loads((run / "run.json").read_text())
         assert record["status"] == "failed" and "RuntimeError" in record["error"]
         assert record["n_ranks"] == n

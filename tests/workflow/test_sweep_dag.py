@@ -68,7 +68,7 @@ def test_full_thesis_sweep_builds_its_dag(thesis_config):
     ("4", (None, "2"), "2", "gpu:2", "srun -n 4 python"),
 ])
 def test_one_point_is_one_job_with_its_slurm_shape(tmp_path, n, tasks, nodes, gres, launch):
-    target = f"results/runs/demo-heart/unet/none/gpus{n}/rep0/metrics.json"
+    target = f"results/runs/demo-heart/unet/horovod/none/gpus{n}/rep0/metrics.json"
     proc = snakemake(tmp_path, "-n", "-p", "--profile", str(REPO / "profiles" / "slurm"),
                      "--configfile", str(DEMO_CONFIG), "--", target, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -119,7 +119,8 @@ def test_site_slurm_extra_adds_to_the_placement_flags(tmp_path):
     proc = snakemake(tmp_path, "-n", "-p", "--profile", str(REPO / "profiles" / "slurm"),
                      "--configfile", str(DEMO_CONFIG), str(site), "--default-resources",
                      "slurm_extra='--qos=high'", "slurm_account='x'", "--",
-                     "results/runs/demo-heart/unet/none/gpus3/rep0/metrics.json", timeout=300)
+                     "results/runs/demo-heart/unet/horovod/none/gpus3/rep0/metrics.json",
+                     timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _slurm_extra(proc.stdout) == \
         "--qos=high --exclusive '--constraint=ib&gpu' --ntasks-per-node=2 --signal=URG@300"
@@ -135,3 +136,42 @@ def test_profile_slurm_extra_on_training_is_refused(tmp_path):
     out = proc.stdout + proc.stderr
     assert "profile set-resources train: slurm_extra would replace the placement flags" in out
     assert "train_resources.slurm_extra" in out
+
+
+def test_strategy_axis_doubles_the_runs_and_picks_each_launcher(tmp_path):
+    """Two strategies: every run twice, in its own directory; the local profile launches
+    Horovod's ranks with horovodrun and TensorFlow's with segscale.train.spawn."""
+    config = tmp_path / "c.yaml"
+    config.write_text("sweep: {strategies: [horovod, tf-collective], policies: [none],"
+                      " gpus: [1, 2]}\n")
+    proc = snakemake(tmp_path, "-n", "-p", "--profile", str(REPO / "profiles" / "local"),
+                     "--configfile", str(DEMO_CONFIG), str(config), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = _train_jobs(proc.stdout)
+    per_point = {(j["dataset"], j["arch"]) for j in jobs}
+    assert sorted((j["strategy"], j["n"]) for j in jobs) == sorted(
+        [("horovod", "1"), ("horovod", "2"), ("tf-collective", "1"), ("tf-collective", "2")]
+        * len(per_point))
+    for job in jobs:
+        assert f"--strategy {job['strategy']}" in job["shell"]
+        assert f"/{job['arch']}/{job['strategy']}/none/gpus{job['n']}/rep0" in job["shell"]
+        launcher = {"horovod": "horovodrun --gloo -n 2 python -m segscale.train ",
+                    "tf-collective": "python -m segscale.train.spawn -n 2 python -m "
+                                     "segscale.train "}[job["strategy"]]
+        assert (launcher in job["shell"]) == (job["n"] == "2"), job["shell"]
+
+
+@pytest.mark.parametrize(("yaml_text", "message"), [
+    ("sweep: {strategies: [tf-collective]}\narchs: {unet: {fp16_allreduce: true}}\n",
+     "config archs.unet with sweep.strategies tf-collective: hparams fp16_allreduce: "
+     "Horovod's"),
+    ("sweep: {strategies: [tf-ps]}\n", "'tf-ps' is not one of ['horovod', 'tf-collective']"),
+])
+def test_what_a_strategy_cannot_do_is_refused_before_any_job(tmp_path, yaml_text, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml_text)
+    proc = snakemake(tmp_path, "-n", "--configfile", str(DEMO_CONFIG), str(config),
+                     "--cores", "1", timeout=300)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+    assert not (tmp_path / "results").exists()

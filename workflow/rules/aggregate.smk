@@ -74,6 +74,11 @@ rule plots:
             caption="../report/resources.rst",
             category="Resources",
         ),
+        strategies=report(
+            "results/figures/strategies.png",
+            caption="../report/strategies.rst",
+            category="Scaling",
+        ),
         svg=multiext(
             "results/figures/",
             "training_time.svg",
@@ -82,6 +87,7 @@ rule plots:
             "metrics_vs_gpus.svg",
             "curves.svg",
             "resources.svg",
+            "strategies.svg",
         ),
     log:
         "results/logs/plots.log",

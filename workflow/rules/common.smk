@@ -132,6 +132,7 @@ TUNE_ITER = f"results/tune/{study.TUNE_DIR_PATTERN}/iter{{i}}"  # one guideline 
 
 wildcard_constraints:
     arch="|".join(ARCHS) or "unet",
+    strategy="|".join(study.STRATEGIES),
     policy="|".join(study.POLICIES),
     n=r"[1-9]\d*",
     r=r"\d+",
@@ -175,6 +176,14 @@ def check_parameters():
                 configs[arch].grescale_stages()  # GreScale must leave a stabilisation phase
         except ValueError as err:
             raise ValueError(f"config archs.{arch}: {err}") from None
+    # what a strategy cannot do (Horovod-only options) is refused before any job
+    for arch, strategy in itertools.product(SWEEP["archs"], SWEEP["strategies"]):
+        try:
+            configs[arch].check_strategy(strategy)
+        except ValueError as err:
+            raise ValueError(
+                f"config archs.{arch} with sweep.strategies {strategy}: {err}"
+            ) from None
     # Every (dataset, arch) of the sweep must build at the dataset's size (built-ins pad to
     # a multiple of 2**poolings and crop back; too small a side, a bad depth or an unknown
     # option is refused here). User builders (hparams.builder, or an arch named
@@ -195,10 +204,10 @@ check_parameters()
 
 
 def sweep_table():
-    """One row per run: dataset, arch, policy, n (GPUs = ranks), r (repeat = seed)."""
-    keys = ("datasets", "archs", "policies", "gpus")
+    """One row per run: dataset, arch, strategy, policy, n (GPUs = ranks), r (repeat = seed)."""
+    keys = ("datasets", "archs", "strategies", "policies", "gpus")
     grid = itertools.product(*(SWEEP[k] for k in keys), range(SWEEP["repeats"]))
-    df = pd.DataFrame(grid, columns=["dataset", "arch", "policy", "n", "r"])
+    df = pd.DataFrame(grid, columns=["dataset", "arch", "strategy", "policy", "n", "r"])
     return df[[study.runs_on(p, n) for p, n in zip(df.policy, df.n)]].reset_index(drop=True)
 
 
@@ -424,6 +433,7 @@ def tune_baseline(wildcards):
         rules.evaluate.output.metrics,
         dataset=wildcards.dataset,
         arch=wildcards.arch,
+        strategy=study.DEFAULT_STRATEGY,
         policy=study.BASELINE_POLICY,
         n=1,
         r=0,

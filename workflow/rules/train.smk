@@ -1,4 +1,4 @@
-# One training run per (dataset, arch, policy, GPU count n, repeat r): n Horovod ranks.
+# One training run per (dataset, arch, strategy, policy, GPU count n, repeat r): n ranks.
 # tune.smk reuses this rule (use rule ... with:) for the guideline's trainings. A failure a
 # retry can fix fails the job; the run's own failure becomes a `failed` run.json and the job
 # succeeds, so the sweep's tables and figures still come (segscale.train.failure).
@@ -42,6 +42,7 @@ rule train:
     params:
         launch=launch_prefix,
         hparams=hparams_json,
+        strategy="{strategy}",
         policy="{policy}",
         seed="{r}",
         train=input_folder("train"),
@@ -53,8 +54,10 @@ rule train:
         " {params.launch} python -m segscale.train"
         " --train-store {params.train:q} --val-store {params.val:q} --out {params.out:q}"
         " --dataset {wildcards.dataset:q} --arch {wildcards.arch:q} --policy {params.policy:q}"
-        " --seed {params.seed:q} --hparams {params.hparams:q} > {log:q} 2>&1"
+        " --strategy {params.strategy:q} --seed {params.seed:q} --hparams {params.hparams:q}"
+        " > {log:q} 2>&1"
         " || python -m segscale.train.failure --exit-code $? --out {params.out:q}"
         " --dataset {wildcards.dataset:q} --arch {wildcards.arch:q} --policy {params.policy:q}"
+        " --strategy {params.strategy:q}"
         " --seed {params.seed:q} --ranks {wildcards.n} --hparams {params.hparams:q}"
         " >> {log:q} 2>&1"

@@ -36,6 +36,7 @@ use rule train as tune_train with:
     params:
         launch=launch_prefix,
         hparams=plan_hparams,
+        strategy=study.DEFAULT_STRATEGY,  # the guideline tunes Horovod runs
         policy=study.TUNED_POLICY,
         seed=plan_seed,
         train=input_folder("train"),

@@ -39,7 +39,7 @@ from segscale import cli
 from segscale.fileio import atomic_path
 from segscale.logs import configure
 from segscale.report.figures import provenance, save
-from segscale.report.runs import read_table, sort_runs
+from segscale.report.runs import of_strategy, primary_strategy, read_table, sort_runs, with_strategy
 from segscale.report.style import (
     BASELINE_COLOR,
     apply_style,
@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 #: Fractions of the baseline's final validation Dice used when none are given.
 DEFAULT_FRACTIONS = (1.0, 0.95)
 FIGURE = "time_to_accuracy"
+#: What a run's time to accuracy is compared within: each strategy against its own 1-GPU run.
+BASE_KEYS = ("dataset", "arch", "strategy")
 COLUMNS = [*RUN_KEYS, "status", "fraction", "target", "baseline_dice", "epoch", "time_s",
            "reached", "baseline_time_s", "baseline_n", "baseline_n_reached", "speedup",
            "note"]
@@ -99,17 +101,18 @@ def final_val_dice(history: pd.DataFrame) -> pd.Series:
 
 
 def baseline_dice(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, arch): the mean final validation Dice of the ok 1-GPU ``none`` runs
-    (``baseline_dice``) and how many there are (``baseline_n``)."""
+    """Per (dataset, arch, strategy): the mean final validation Dice of the ok 1-GPU ``none``
+    runs (``baseline_dice``) and how many there are (``baseline_n``)."""
+    runs, history = with_strategy(runs), with_strategy(history)
     final = final_val_dice(history).dropna().rename("dice")
     if final.empty:
-        return pd.DataFrame(columns=["dataset", "arch", "baseline_dice", "baseline_n"])
+        return pd.DataFrame(columns=[*BASE_KEYS, "baseline_dice", "baseline_n"])
     final = final.reset_index()
     ok = runs[runs["status"].eq(OK)][list(RUN_KEYS)]
     base = final.merge(ok, on=list(RUN_KEYS))
     base = base[base["gpus"].eq(1) & base["policy"].eq(BASELINE_POLICY)]
-    return (base.groupby(["dataset", "arch"])["dice"].agg(baseline_dice="mean", baseline_n="count")
-            .reset_index())
+    return (base.groupby(list(BASE_KEYS))["dice"]
+            .agg(baseline_dice="mean", baseline_n="count").reset_index())
 
 
 def time_to_accuracy(runs: pd.DataFrame, history: pd.DataFrame,
@@ -119,12 +122,14 @@ def time_to_accuracy(runs: pd.DataFrame, history: pd.DataFrame,
     Every run of ``runs`` is listed, whatever its status (``status`` says it); a run without
     history, or a (dataset, arch) without an ok 1-GPU baseline, has NaN and a ``note``.
     """
-    bases = {(r.dataset, r.arch): r for r in baseline_dice(runs, history).itertuples()}
+    runs, history = with_strategy(runs), with_strategy(history)
+    bases = {(r.dataset, r.arch, r.strategy): r
+             for r in baseline_dice(runs, history).itertuples()}
     hist_of = {k: h for k, h in history.groupby(list(RUN_KEYS))} if not history.empty else {}
     rows = []
     for run in runs[[*RUN_KEYS, "status"]].itertuples(index=False):
         key = tuple(getattr(run, k) for k in RUN_KEYS)
-        base = bases.get((run.dataset, run.arch))
+        base = bases.get((run.dataset, run.arch, run.strategy))
         hist = hist_of.get(key, pd.DataFrame())
         for fraction in fractions:
             row = {**run._asdict(), "fraction": float(fraction), "note": ""}
@@ -146,7 +151,7 @@ def time_to_accuracy(runs: pd.DataFrame, history: pd.DataFrame,
 def add_speedup(table: pd.DataFrame) -> pd.DataFrame:
     """``baseline_time_s``: mean time to the same target over the baseline's ok repeats that
     reach it (``baseline_n_reached`` of ``baseline_n``); ``speedup`` = it / ``time_s``."""
-    keys = ["dataset", "arch", "fraction"]
+    keys = [*BASE_KEYS, "fraction"]
     is_base = (table["gpus"].eq(1) & table["policy"].eq(BASELINE_POLICY)
                & table["status"].eq(OK) & table["reached"])
     base = (table[is_base].groupby(keys)["time_s"]
@@ -161,14 +166,19 @@ def add_speedup(table: pd.DataFrame) -> pd.DataFrame:
         lambda r: "; ".join(filter(None, [r["note"], f"{r['baseline_n_reached']} of "
                                           f"{r['baseline_n']:.0f} baseline repeats reach the "
                                           "target"])), axis=1)
-    return sort_runs(out[COLUMNS], ["dataset", "arch", "fraction", "policy", "gpus", "repeat"])
+    return sort_runs(out[COLUMNS], ["dataset", "arch", "strategy", "fraction", "policy", "gpus",
+                                    "repeat"])
 
 
 # --------------------------------------------------------------------------- figure
 def fig_time_to_accuracy(table: pd.DataFrame, fractions: Sequence[float]):
     """Time-to-accuracy speedup vs GPUs per policy: one row of panels per fraction, one
     column per (dataset, arch); the ideal S = N dashed; runs that did not reach the target
-    (or are not ok) as x at the bottom of their panel."""
+    (or are not ok) as x at the bottom of their panel. With several strategies, the first
+    one's runs (the table has them all; strategies.png compares them)."""
+    strategy = primary_strategy(table)
+    several = not table.empty and with_strategy(table)["strategy"].nunique() > 1
+    table = of_strategy(table, strategy)
     panels = combos(table)
     fractions = list(fractions) or list(DEFAULT_FRACTIONS)
     fig, axes = grid(len(fractions), max(len(panels), 1), width=4.4, height=3.3)
@@ -193,7 +203,8 @@ def fig_time_to_accuracy(table: pd.DataFrame, fractions: Sequence[float]):
     for ax in axes.ravel()[len(fractions) * len(panels):]:
         ax.set_visible(len(panels) == 0)
     finish(fig, axes, "Time-to-accuracy speedup vs GPUs: the baseline's time to its own "
-           "validation Dice / the run's\n(mean ± sd over ok repeats that reach it)")
+           "validation Dice / the run's\n(mean ± sd over ok repeats that reach it"
+           + (f"; {strategy} runs)" if several else ")"))
     return fig
 
 

@@ -36,7 +36,7 @@ import pandas as pd
 from segscale import cli
 from segscale.logs import configure
 from segscale.report.figures import save
-from segscale.report.runs import read_table, sort_runs
+from segscale.report.runs import read_table, sort_runs, with_strategy
 from segscale.report.style import (
     apply_style,
     combos,
@@ -85,6 +85,7 @@ def breakdown_table(history: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """
     if history.empty or "epoch" not in history:
         return pd.DataFrame(columns=list(TABLE_COLUMNS))
+    history, runs = with_strategy(history), with_strategy(runs)
     h = history[[*RUN_KEYS, "status"]].copy()
     h["epoch_time_s"] = _numeric(history, "epoch_time_s")
     for col in BREAKDOWN_COLUMNS:
@@ -107,17 +108,17 @@ def breakdown_table(history: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def by_gpus(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean of every stacked component over the ok runs of each (dataset, arch, gpus), with
-    ``n_runs`` (how many runs the means are over)."""
-    ok = ok_runs(table)
+    """Mean of every stacked component over the ok runs of each (dataset, arch, strategy,
+    gpus), with ``n_runs`` (how many runs the means are over)."""
+    ok = with_strategy(ok_runs(table))
     cols = [c for c, _ in STACK]
+    keys = ["dataset", "arch", "strategy", "gpus"]
     if ok.empty:
-        return pd.DataFrame(columns=["dataset", "arch", "gpus", "n_runs", "epoch_time_s", *cols])
-    keys = ["dataset", "arch", "gpus"]
+        return pd.DataFrame(columns=[*keys, "n_runs", "epoch_time_s", *cols])
     grouped = ok.groupby(keys)
     out = grouped[["epoch_time_s", *cols]].mean()
     out.insert(0, "n_runs", grouped.size())
-    return out.reset_index().sort_values(keys, kind="stable").reset_index(drop=True)
+    return sort_runs(out.reset_index(), keys)
 
 
 def fig_breakdown(table: pd.DataFrame):
@@ -151,8 +152,11 @@ def fig_breakdown(table: pd.DataFrame):
         for xi, top, n in zip(x, bottom, drawn["n_runs"], strict=True):
             ax.annotate(f"n={int(n)}", (xi, top), textcoords="offset points", xytext=(0, 2),
                         ha="center", fontsize=8, color="0.3")
-        ax.set_xticks(x, [str(int(g)) for g in drawn["gpus"]])
-        ax.set_xlabel("GPUs")
+        several = drawn["strategy"].nunique() > 1  # one bar per (strategy, GPUs)
+        ax.set_xticks(x, [f"{int(g)}\n{s}" if several else str(int(g))
+                          for g, s in zip(drawn["gpus"], drawn["strategy"], strict=True)],
+                      fontsize=8 if several else None)
+        ax.set_xlabel("GPUs" + (" and strategy" if several else ""))
         ax.set_ylabel("seconds per epoch (mean)")
         ax.set_ylim(0, max(bottom.max(), 1e-9) * 1.12)
     for ax in np.ravel(axes)[len(panels):]:

@@ -48,7 +48,13 @@ from segscale.report.published import (  # noqa: E402
     load_published,
     published_points,
 )
-from segscale.report.runs import read_table  # noqa: E402
+from segscale.report.runs import (  # noqa: E402
+    of_strategy,
+    primary_strategy,
+    read_table,
+    with_strategy,
+)
+from segscale.report.strategies import fig_strategies  # noqa: E402
 from segscale.report.style import (  # noqa: E402
     BASELINE_COLOR,
     apply_style,
@@ -74,7 +80,8 @@ from segscale.study import BASELINE_POLICY, EARLY_STOPPED, OK  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-FIGURES = ("training_time", "speedup", "efficiency", "metrics_vs_gpus", "curves", "resources")
+FIGURES = ("training_time", "speedup", "efficiency", "metrics_vs_gpus", "curves", "resources",
+           "strategies")
 FORMATS = ("png", "svg")
 # (column, title, higher is better); drawn in this order when present.
 METRICS = (
@@ -455,19 +462,38 @@ def save(fig, out_dir: Path, name: str, made_by: str | None = None) -> None:
     plt.close(fig)
 
 
+def of_primary_strategy(t: Tables) -> tuple[Tables, str | None]:
+    """The tables restricted to one strategy (the first swept, Horovod when it is), for the
+    figures whose lines are policies; None when the runs have a single strategy."""
+    strategy = primary_strategy(t.runs)
+    if t.runs.empty or with_strategy(t.runs)["strategy"].nunique() < 2:
+        return t, None
+    return Tables(*(of_strategy(frame, strategy) for frame in
+                    (t.runs, t.scaling, t.history, t.resources))), strategy
+
+
 def render_all(t: Tables, pub: pd.DataFrame, out_dir: Path, curve_gpus: int | None) -> list[Path]:
     apply_style()
+    one, strategy = of_primary_strategy(t)
+    if strategy is not None:
+        log.info("several strategies: the per-policy figures show %s runs, strategies.png "
+                 "compares them all", strategy)
     builders = {
-        "training_time": lambda: fig_scaling(t, pub, "training_time"),
-        "speedup": lambda: fig_scaling(t, pub, "speedup"),
-        "efficiency": lambda: fig_scaling(t, pub, "efficiency"),
-        "metrics_vs_gpus": lambda: fig_metrics(t, pub),
-        "curves": lambda: fig_curves(t, curve_gpus),
-        "resources": lambda: fig_resources(t, curve_gpus),
+        "training_time": lambda: fig_scaling(one, pub, "training_time"),
+        "speedup": lambda: fig_scaling(one, pub, "speedup"),
+        "efficiency": lambda: fig_scaling(one, pub, "efficiency"),
+        "metrics_vs_gpus": lambda: fig_metrics(one, pub),
+        "curves": lambda: fig_curves(one, curve_gpus),
+        "resources": lambda: fig_resources(one, curve_gpus),
+        "strategies": lambda: fig_strategies(t.runs, t.scaling, t.resources),
     }
     made_by = provenance()
     for name in FIGURES:
-        save(builders[name](), out_dir, name, made_by)
+        fig = builders[name]()
+        if strategy is not None and name != "strategies" and fig._suptitle is not None:
+            fig._suptitle.set_text(f"{fig._suptitle.get_text()}\n{strategy} runs "
+                                   "(strategies compared in strategies.png)")
+        save(fig, out_dir, name, made_by)
         log.info("wrote %s/%s.{%s}", out_dir, name, ",".join(FORMATS))
     return output_paths(out_dir)
 

@@ -35,7 +35,7 @@ from matplotlib.ticker import PercentFormatter  # noqa: E402
 from segscale import cli  # noqa: E402
 from segscale.fileio import atomic_path  # noqa: E402
 from segscale.logs import configure  # noqa: E402
-from segscale.report.runs import read_table  # noqa: E402
+from segscale.report.runs import of_strategy, read_table  # noqa: E402
 from segscale.report.style import (  # noqa: E402
     BASELINE_COLOR,
     apply_style,
@@ -49,7 +49,12 @@ from segscale.report.style import (  # noqa: E402
     policy_order,
     policy_style,
 )
-from segscale.study import BASELINE_POLICY, TUNED_POLICY, parse_tune_dir  # noqa: E402
+from segscale.study import (  # noqa: E402
+    BASELINE_POLICY,
+    DEFAULT_STRATEGY,
+    TUNED_POLICY,
+    parse_tune_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +166,8 @@ def write_guideline(iteration_paths: Sequence[Path], runs_csv: Path | None,
     tuned = tuned_results(iterations)
     runs = pd.DataFrame(columns=["dataset", "arch", "policy", "gpus", "status"])
     if runs_csv is not None:
-        runs = read_table(runs_csv)
+        # the loop trains Horovod runs: the sweep's lines it is drawn against are Horovod's
+        runs = of_strategy(read_table(runs_csv), DEFAULT_STRATEGY)
     fig = draw(tuned, runs)
     for path, table in ((iterations_out, iterations), (tuned_out, tuned)):
         with atomic_path(path, suffix=".csv") as tmp:

@@ -1,6 +1,7 @@
 """Read a sweep's run directories into one row per run (and their long series).
 
-Inputs follow docs/formats.md: a run directory ``{dataset}/{arch}/{policy}/gpus{n}/rep{r}/``
+Inputs follow docs/formats.md: a run directory
+``{dataset}/{arch}/{strategy}/{policy}/gpus{n}/rep{r}/``
 (:data:`segscale.study.RUN_DIR_PATTERN`) with ``run.json``, ``history.csv``,
 ``resources/rank{k}.csv`` and, once evaluated, ``metrics.json``. A run directory without
 ``metrics.json`` is a *failed* run: Snakemake deletes the declared outputs of a failed job,
@@ -21,12 +22,14 @@ import pandas as pd
 
 from segscale.fileio import read_json
 from segscale.study import (
+    DEFAULT_STRATEGY,
     FAILED,
     HISTORY_COLUMNS,
     POLICIES,
     RESOURCE_COLUMNS,
     RUN_KEYS,
     STATUSES,
+    STRATEGIES,
     parse_run_dir,
 )
 
@@ -166,7 +169,9 @@ def run_work(run: dict) -> dict[str, float]:
 
 def _run_json_fields(run: dict, path: Path, params: dict[str, Any] | None) -> dict[str, Any]:
     """Columns from run.json, after checking it agrees with the path's sweep parameters."""
+    # records from before the strategy axis are Horovod's
     from_json = {"dataset": run.get("dataset"), "arch": run.get("arch"),
+                 "strategy": run.get("strategy", DEFAULT_STRATEGY),
                  "policy": run.get("policy"), "gpus": run.get("n_ranks"),
                  "repeat": run.get("repeat")}
     if params is not None:
@@ -219,7 +224,8 @@ def load_run(run_dir: Path, metrics_path: Path | None) -> dict[str, Any]:
         row.update(_run_json_fields(read_json(run_json), run_json, params))
     elif params is None:
         raise ValueError(f"{metrics_path or run_dir}: cannot tell the sweep parameters: the path "
-                         "does not end in {dataset}/{arch}/{policy}/gpus{n}/rep{r} and there is "
+                         "does not end in {dataset}/{arch}/{strategy}/{policy}/gpus{n}/rep{r} and "
+                         "there is "
                          "no run.json beside it")
     if any(row.get(k) is None for k in RUN_KEYS):
         raise ValueError(f"{run_json}: missing one of {', '.join(RUN_KEYS)}")
@@ -257,23 +263,31 @@ def load_run(run_dir: Path, metrics_path: Path | None) -> dict[str, Any]:
 
 
 def discover_run_dirs(root: Path) -> list[Path]:
-    """Run directories under ``root`` laid out as ``{dataset}/{arch}/{policy}/gpus{n}/rep{r}``."""
-    return sorted(p for p in root.glob("*/*/*/gpus*/rep*")
-                  if p.is_dir() and parse_run_dir(p) is not None)
+    """Run directories under ``root`` laid out as ``{dataset}/{arch}/{strategy}/{policy}/
+    gpus{n}/rep{r}`` (or, stored before the strategy axis, without ``{strategy}``)."""
+    found = [*root.glob("*/*/*/*/gpus*/rep*"), *root.glob("*/*/*/gpus*/rep*")]
+    return sorted({p for p in found if p.is_dir() and parse_run_dir(p) is not None})
 
 
-def _policy_rank(policy: pd.Series) -> pd.Series:
-    order = {p: i for i, p in enumerate(POLICIES)}
-    return policy.map(lambda p: order.get(p, len(order)))
+def _rank_in(values: pd.Series, order: Sequence[str]) -> pd.Series:
+    where = {v: i for i, v in enumerate(order)}
+    return values.map(lambda v: where.get(v, len(where)))
+
+
+#: Columns sorted in the study's order rather than alphabetically.
+ORDERED = {"policy": POLICIES, "strategy": STRATEGIES}
 
 
 def sort_runs(df: pd.DataFrame, keys: Sequence[str] = RUN_KEYS) -> pd.DataFrame:
-    """Sort by sweep parameters with policies in their natural order (none first)."""
+    """Sort by sweep parameters with policies and strategies in the study's order (none,
+    horovod first)."""
     if df.empty:
         return df.reset_index(drop=True)
-    tmp = df.assign(_p=_policy_rank(df["policy"]))
-    by = [k if k != "policy" else "_p" for k in keys] + (["policy"] if "policy" in keys else [])
-    return tmp.sort_values(by, kind="stable").drop(columns="_p").reset_index(drop=True)
+    ranked = {f"_{k}": _rank_in(df[k], ORDERED[k]) for k in ORDERED if k in keys and k in df}
+    tmp = df.assign(**ranked)
+    by = [f"_{k}" if f"_{k}" in ranked else k for k in keys]
+    by += [k for k in keys if f"_{k}" in ranked]  # unknown names: alphabetically after
+    return tmp.sort_values(by, kind="stable").drop(columns=list(ranked)).reset_index(drop=True)
 
 
 def collect_runs(metrics_paths: Iterable[str | Path],
@@ -343,7 +357,8 @@ def collect_history(runs: pd.DataFrame) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=cols)
     out = pd.concat(frames, ignore_index=True)
-    return out[[*cols[:6], *(c for c in out.columns if c not in cols[:6])]]
+    ids = [*RUN_KEYS, "status"]
+    return out[[*ids, *(c for c in out.columns if c not in ids)]]
 
 
 def thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
@@ -382,6 +397,7 @@ def read_table(path: Path, required: bool = True) -> pd.DataFrame:
     """A CSV table; a missing optional one is empty (with a warning), a required one an error.
 
     Only empty cells and ``nan`` are missing values, so a policy named ``none`` stays a string.
+    A run table (``policy`` and ``gpus`` columns) without ``strategy`` gets ``horovod``.
     """
     if not path.is_file():
         if required:
@@ -389,6 +405,31 @@ def read_table(path: Path, required: bool = True) -> pd.DataFrame:
         log.warning("%s: not found; its panels will be empty", path)
         return pd.DataFrame()
     try:
-        return pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"])
+        table = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a readable CSV ({err})") from None
+    # a run table from before the strategy axis: its runs were Horovod's
+    return with_strategy(table) if "policy" in table and "gpus" in table else table
+
+
+# --------------------------------------------------------------------------- strategies
+def with_strategy(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a ``strategy`` column: tables written before the strategy axis (and frames
+    that never had one) are Horovod's."""
+    if df.empty or "strategy" in df:
+        return df
+    return df.assign(strategy=DEFAULT_STRATEGY)
+
+
+def primary_strategy(df: pd.DataFrame) -> str | None:
+    """The strategy the per-policy figures show: the first of the study's order present."""
+    present = set(with_strategy(df)["strategy"]) if not df.empty else set()
+    return next((s for s in (*STRATEGIES, *sorted(present)) if s in present), None)
+
+
+def of_strategy(df: pd.DataFrame, strategy: str | None) -> pd.DataFrame:
+    """The rows of one strategy (all rows when ``strategy`` is None or the frame is empty)."""
+    if df.empty or strategy is None:
+        return df
+    df = with_strategy(df)
+    return df[df["strategy"].eq(strategy)].reset_index(drop=True)

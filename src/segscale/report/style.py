@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
-from segscale.study import OK, POLICIES, STATUSES  # noqa: E402
+from segscale.study import OK, POLICIES, STATUSES, STRATEGIES  # noqa: E402
 
 PUBLISHED_LABEL = "published (Guedria thesis)"
 _CB = sns.color_palette("colorblind")
@@ -30,6 +30,21 @@ BASELINE_COLOR = "0.35"
 ARCH_NAMES = {"unet": "U-Net", "fcn": "FCN"}
 STYLE_RC = {"svg.fonttype": "none", "svg.hashsalt": "segscale", "axes.titleweight": "bold",
             "figure.dpi": 100, "savefig.dpi": 150, "legend.frameon": False}
+
+
+STRATEGY_STYLES = {"horovod": {"color": _CB[0], "marker": "o", "ls": "-"},
+                   "tf-collective": {"color": _CB[3], "marker": "s", "ls": "--"}}
+
+
+def strategy_style(strategy: str) -> dict:
+    extra = sns.color_palette("dark")
+    return STRATEGY_STYLES.get(strategy, {"color": extra[zlib.crc32(strategy.encode())
+                                                        % len(extra)], "marker": "v", "ls": ":"})
+
+
+def strategy_order(strategies) -> list[str]:
+    known = [s for s in STRATEGIES if s in set(strategies)]
+    return known + sorted(set(strategies) - set(STRATEGIES))
 
 
 def apply_style() -> None:

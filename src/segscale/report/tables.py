@@ -220,30 +220,33 @@ def scaling(df: pd.DataFrame) -> pd.DataFrame:
     configs = df[keys].drop_duplicates().set_index(keys)
     table = configs.join([time, per_epoch, ips, _left_out(df, keys)]).reset_index()
     table["n_ok"] = table["n_ok"].fillna(0).astype(int)
-    base = {k[:3]: row for k, row in time.iterrows() if k[3] == 1 and row["n_ok"] > 0}
+    # (dataset, arch, strategy, policy) -> its timed 1-GPU runs: each strategy against its
+    # own 1-GPU run (the same model, steps and data, one rank of that strategy)
+    base = {k[:4]: row for k, row in time.iterrows() if k[4] == 1 and row["n_ok"] > 0}
 
     records = []
     for row in table.itertuples(index=False):
-        ds, arch, policy, n = row.dataset, row.arch, row.policy, row.gpus
-        config = (ds, arch, policy, n)
+        ds, arch, strategy, policy, n = row.dataset, row.arch, row.strategy, row.policy, \
+            row.gpus
+        config = (ds, arch, strategy, policy, n)
         left = [f"{count} {what}" for count, what in ((row.n_early_stopped, "early-stopped"),
                                                      (row.n_diverged, "diverged"),
                                                      (row.n_failed, "failed")) if count]
         notes = [f"left out of the time to train: {', '.join(left)} run(s)"] if left else []
         own = work.loc[config] if config in work.index else None
-        bpol = policy if (ds, arch, policy) in base else BASELINE_POLICY
-        b = base.get((ds, arch, bpol))
+        bpol = policy if (ds, arch, strategy, policy) in base else BASELINE_POLICY
+        b = base.get((ds, arch, strategy, bpol))
         if b is None:
-            log.warning("no ok 1-GPU baseline for %s/%s/%s", ds, arch, policy)
+            log.warning("no ok 1-GPU baseline for %s/%s/%s/%s", ds, arch, strategy, policy)
             records.append({"baseline_policy": "", "baseline_n": 0,
                             "images_per_epoch": own["images_per_epoch_max"]
                             if own is not None else math.nan,
                             "note": "; ".join(["no 1-GPU baseline", *notes])})
             continue
         if bpol != policy and policy not in PURE_WARMUPS:
-            log.warning("%s/%s/%s: no ok 1-GPU runs of its own; baseline is %s",
-                        ds, arch, policy, bpol)
-        bwork = work.loc[(ds, arch, bpol, 1)]
+            log.warning("%s/%s/%s/%s: no ok 1-GPU runs of its own; baseline is %s",
+                        ds, arch, strategy, policy, bpol)
+        bwork = work.loc[(ds, arch, strategy, bpol, 1)]
         equal, ratio, why, scale = (work_check(own, bwork) if own is not None
                                     else (None, math.nan, "", 1.0))
         time_mean, time_std = row.time_mean_s * scale, row.time_std_s * scale
@@ -253,7 +256,7 @@ def scaling(df: pd.DataFrame) -> pd.DataFrame:
         else:
             s_std = ratio_std(s, b["time_mean_s"], b["time_std_s"], time_mean, time_std)
         if equal is False:
-            log.warning("%s/%s/%s/%d GPUs: %s", ds, arch, policy, n, why)
+            log.warning("%s/%s/%s/%s/%d GPUs: %s", ds, arch, strategy, policy, n, why)
         records.append({"baseline_policy": bpol, "baseline_n": int(b["n_ok"]),
                         "baseline_time_mean_s": b["time_mean_s"],
                         "baseline_time_std_s": b["time_std_s"],

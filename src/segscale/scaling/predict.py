@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from segscale.scaling import archs, model
-from segscale.scaling.calibrate import calibrate_links, compute_per_step
+from segscale.scaling.calibrate import calibrate_links, compute_per_step, of_modelled_strategy
 from segscale.scaling.clusters import Cluster, Workload
 
 log = logging.getLogger("segscale.scaling")
@@ -114,7 +114,7 @@ def measured_points(scaling: pd.DataFrame | None, policy: str) -> pd.DataFrame:
             "measured_efficiency"]
     if scaling is None or scaling.empty:
         return pd.DataFrame(columns=cols)
-    rows = scaling[scaling["policy"] == policy]
+    rows = scaling[(scaling["policy"] == policy) & of_modelled_strategy(scaling)]
     return rows.rename(columns={"time_per_epoch_mean_s": "measured_epoch_s",
                                 "speedup": "measured_speedup",
                                 "efficiency": "measured_efficiency"})[cols]

@@ -1,6 +1,8 @@
-"""Training: one run of N Horovod ranks, from slice stores to a model and its records.
+"""Training: one run of N ranks, from slice stores to a model and its records.
 
-Owns the run (:mod:`.run`, named steps; :mod:`.cli`, ``python -m segscale.train``), its
+Owns the run (:mod:`.run`, named steps; :mod:`.cli`, ``python -m segscale.train``), how its
+ranks train together (:mod:`.strategies`: Horovod, TensorFlow's collectives) and the local
+launcher of the latter (:mod:`.spawn`), its
 hyper-parameters (:mod:`.config`), the lr policies (:mod:`.schedules`), the Keras callbacks
 (:mod:`.callbacks`), verified checkpoints (:mod:`.checkpoint`), the per-rank input stream
 (:mod:`.batches`), run records (:mod:`.record`), the resource sampler (:mod:`.sampler`), the

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from segscale import cli
-from segscale.study import POLICIES, TUNED_POLICY
+from segscale.study import DEFAULT_STRATEGY, POLICIES, STRATEGIES, TUNED_POLICY
 from segscale.train.config import RunSpec, parse_hparams
 from segscale.train.launch import SignalFlag, is_rank_zero, launcher_size, setup_logging
 from segscale.train.run import EXIT_FAILED, EXIT_USAGE, record_failure, run
@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unet | fcn | a label for hparams.builder | module:function")
     p.add_argument("--policy", required=True, help=" | ".join(POLICIES))
     p.add_argument("--seed", required=True, type=int, help="seed (weights, shuffling)")
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY,
+                   help=f"how the ranks train together: {' | '.join(STRATEGIES)} "
+                        f"(default {DEFAULT_STRATEGY})")
     p.add_argument("--repeat", type=int, default=None, help="repeat index (default: seed)")
     p.add_argument("--hparams", default="{}",
                    help="JSON object of hyper-parameters (docs/training.md), or @file.json")
@@ -46,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_hparams(args.hparams)
         spec = RunSpec(args.train_store, args.val_store, args.out, args.dataset, args.arch,
-                       args.policy, args.seed, args.repeat)
+                       args.policy, args.seed, args.repeat, args.strategy)
         if spec.policy == TUNED_POLICY:
             cfg.grescale_stages()  # refused before TensorFlow starts, naming the keys
+        cfg.check_strategy(spec.strategy)
     except (ValueError, OSError) as err:
         log.error("%s", err)
         return EXIT_USAGE

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from segscale.fileio import json_object_arg
-from segscale.study import POLICIES
+from segscale.study import DEFAULT_STRATEGY, POLICIES, STRATEGIES
 from segscale.train.schedules import (
     DECAY_SHAPES,
     DEFAULT_DECAY_FRACTION,
@@ -140,6 +140,24 @@ class TrainConfig:
         out["model"] = dict(self.model)
         out["step_decay_epochs"] = list(self.step_decay_epochs)
         return out
+
+    def check_strategy(self, strategy: str) -> None:
+        """Refuse what ``strategy`` cannot do with these hyper-parameters.
+
+        Raises:
+            ValueError: an unknown strategy, or a Horovod-only option (``fp16_allreduce`` is
+                Horovod's gradient compression, ``timeline`` Horovod's timeline) under another.
+        """
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}, expected one of {STRATEGIES}")
+        if strategy == "horovod":
+            return
+        only_horovod = [key for key, on in (("fp16_allreduce", self.fp16_allreduce),
+                                            ("timeline", self.timeline)) if on]
+        if only_horovod:
+            raise ValueError(f"hparams {', '.join(only_horovod)}: Horovod's (gradient "
+                             f"compression, timeline); {strategy} has no such option: set "
+                             "them false or leave this strategy out")
 
     def grescale_stages(self) -> tuple[int, int, int]:
         """GreScale's (warmup, stabilisation, decay) epochs under this config.
@@ -306,10 +324,14 @@ class RunSpec:
     policy: str
     seed: int
     repeat: int | None = None
+    strategy: str = DEFAULT_STRATEGY
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"--policy: unknown {self.policy!r}, expected one of {POLICIES}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"--strategy: unknown {self.strategy!r}, expected one of "
+                             f"{STRATEGIES}")
         if self.seed < 0:
             raise ValueError(f"--seed: must be >= 0, got {self.seed}")
         for name in ("train_store", "val_store", "out"):

@@ -21,7 +21,7 @@ from pathlib import Path
 from segscale import cli
 from segscale.fileio import read_json
 from segscale.logs import configure
-from segscale.study import FAILED, HISTORY_FILE, RUN_RECORD
+from segscale.study import DEFAULT_STRATEGY, FAILED, HISTORY_FILE, RUN_RECORD, STRATEGIES
 from segscale.train.config import RunSpec, parse_hparams
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ def build_parser():
     p.add_argument("--dataset", required=True)
     p.add_argument("--arch", required=True)
     p.add_argument("--policy", required=True)
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY, help=" | ".join(STRATEGIES))
     p.add_argument("--seed", required=True, type=int)
     p.add_argument("--hparams", default="{}", help="the run's hyper-parameters (JSON)")
     p.add_argument("--ranks", required=True, type=int, help="ranks the run was launched with")
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     configure()
     try:
         spec = RunSpec(args.out, args.out, args.out, args.dataset, args.arch, args.policy,
-                       args.seed)
+                       args.seed, strategy=args.strategy)
         return settle(spec, args.hparams, args.ranks, args.exit_code)
     except (ValueError, OSError) as err:
         log.error("cannot record the failure: %s", err)

@@ -84,7 +84,7 @@ def base_record(spec: RunSpec, cfg: TrainConfig, status: str, n_ranks: int,
                      n_ranks=n_ranks,
                      repeat=spec.repeat if spec.repeat is not None else spec.seed,
                      seed=spec.seed, hparams=cfg.to_dict(), epochs_planned=cfg.epochs,
-                     environment=environment)
+                     environment=environment, strategy=spec.strategy)
 
 
 def write_record(path: Path, record: RunRecord) -> None:

@@ -1,12 +1,14 @@
-"""Distributed (Horovod) training of one run, as five named steps.
+"""Distributed training of one run, as five named steps, for every strategy.
 
-One process per rank, started by ``horovodrun -np N``, ``srun`` or ``mpirun`` (or alone for
-one rank). :func:`run` is :func:`set_up` (Horovod, devices, stores, schedule), :func:`resume`
+One process per rank, started by ``horovodrun -np N``, ``srun``, ``mpirun`` or
+``python -m segscale.train.spawn`` (or alone for one rank). :func:`run` is :func:`set_up`
+(the strategy, devices, stores, schedule), :func:`resume`
 (model, optimizer, the last verified checkpoint), :func:`make_callbacks`, :func:`fit` and
 :func:`finalise` (model, history, resources, ``run.json``). Each rank pins its GPU by local
 rank (two ranks of a node on one GPU are refused), reads its own shard of the slice store
 (reshuffled every epoch from ``(seed, rank, epoch)``), draws its dropout masks from its own
-seed (:func:`~segscale.train.record.rank_seed`) and trains with ``hvd.DistributedOptimizer``;
+seed (:func:`~segscale.train.record.rank_seed`) and averages gradients as its strategy does
+(:mod:`segscale.train.strategies`: Horovod's DistributedOptimizer, TensorFlow's collectives);
 rank 0 alone writes the run directory (docs/formats.md) and the checkpoints. Ranks whose final
 weights differ make the run ``failed``. The CLI is :mod:`segscale.train.__main__`.
 """
@@ -50,17 +52,18 @@ EXIT_PREEMPTED = 75
 TIMELINE_ENV, TIMELINE_FILE = "HOROVOD_TIMELINE", "timeline.json"
 
 
-def configure_devices(tf, hvd, threads: int, host: str) -> tuple[str, GpuPlacement]:
+def configure_devices(tf, local_rank: int, local_size: int, threads: int,
+                      host: str) -> tuple[str, GpuPlacement]:
     """Pin this rank's GPU (memory growth on) or its CPU threads; describe the device and
     where it is, for :func:`~segscale.train.launch.gpu_conflict` once every rank has said."""
     gpus = tf.config.list_physical_devices("GPU")
-    placement = gpu_placement(host, hvd.local_rank(), hvd.local_size(), len(gpus),
+    placement = gpu_placement(host, local_rank, local_size, len(gpus),
                               os.environ.get("CUDA_VISIBLE_DEVICES"))
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
     if gpus:
-        tf.config.set_visible_devices(gpus[hvd.local_rank() % len(gpus)], "GPU")
-        return f"GPU {hvd.local_rank() % len(gpus)}", placement
+        tf.config.set_visible_devices(gpus[local_rank % len(gpus)], "GPU")
+        return f"GPU {local_rank % len(gpus)}", placement
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -92,11 +95,10 @@ def make_optimizer(tf, cfg: TrainConfig, lr: float):
 
 @dataclass
 class Setup:
-    """What every rank knows once Horovod is up and the stores are open."""
+    """What every rank knows once its strategy is up and the stores are open."""
 
     tf: Any
-    hvd: Any
-    hvd_tf: Any
+    strategy: Any  # segscale.train.strategies.base.Strategy
     rank: int
     size: int
     device: str
@@ -140,38 +142,40 @@ class Outcome:
 
 
 def set_up(spec: RunSpec, cfg: TrainConfig) -> Setup:
-    """Start Horovod, pin the device, open the stores and plan steps and the lr schedule.
+    """Start the strategy, pin the device, open the stores and plan steps and the lr
+    schedule.
 
     Raises:
         ValueError: two ranks of a node would share a GPU (more ranks than GPUs), stores of
             different image shapes, or a batch larger than a rank's shard.
     """
-    import horovod.tensorflow as hvd_tf
-    import horovod.tensorflow.keras as hvd
     import tensorflow as tf
 
     from segscale.data.store import SliceStore
     from segscale.train import callbacks as cb
+    from segscale.train import strategies
     from segscale.train.sampler import ResourceSampler, physical_gpu_index
 
-    hvd.init()
-    rank, size = hvd.rank(), hvd.size()
+    pinned: dict[str, Any] = {}
+
+    def configure(local_rank: int, local_size: int) -> None:
+        pinned["device"], pinned["placement"] = configure_devices(
+            tf, local_rank, local_size, cfg.threads_per_rank, socket.gethostname())
+
+    strategy = strategies.start(spec.strategy, spec.out, configure)
+    rank, size = strategy.rank, strategy.size
     set_rank(rank)
-    device, placement = configure_devices(tf, hvd, cfg.threads_per_rank, socket.gethostname())
+    device, placement = pinned["device"], pinned["placement"]
     # every rank gets the same list, so a refusal is raised on all ranks together
-    placements = [GpuPlacement(*p) for p in hvd_tf.allgather_object(tuple(placement))]
+    placements = [GpuPlacement(*p) for p in strategy.allgather_object(tuple(placement))]
     conflict = gpu_conflict(placements)
     if conflict:
         raise ValueError(conflict)
     hosts = [p.host for p in placements]
-    log.info("rank %d/%d on %s, %s", rank, size, hosts[rank], device)
-    sampler = ResourceSampler(cfg.sample_interval_s, physical_gpu_index(hvd.local_rank())
+    log.info("rank %d/%d on %s, %s, strategy %s", rank, size, hosts[rank], device,
+             strategy.name)
+    sampler = ResourceSampler(cfg.sample_interval_s, physical_gpu_index(strategy.local_rank)
                               if placement.gpus_seen else None).start()
-
-    def allreduce_max(values: np.ndarray) -> np.ndarray:
-        with tf.device("/cpu:0"):  # tiny control messages: keep them off the GPU/NCCL path
-            return hvd_tf.allreduce(tf.constant(values, tf.float64), op=hvd_tf.Max).numpy()
-
 
     train_store, val_store = SliceStore.open(spec.train_store), SliceStore.open(spec.val_store)
     image_shape = tuple(int(d) for d in train_store.images.shape[1:])
@@ -189,8 +193,9 @@ def set_up(spec: RunSpec, cfg: TrainConfig) -> Setup:
              "" if plan.equal_work else ": whole global batches cannot make it equal")
     n_classes = train_store.n_classes
     return Setup(
-        tf=tf, hvd=hvd, hvd_tf=hvd_tf, rank=rank, size=size, device=device, hosts=hosts,
-        sampler=sampler, comm=cb.Comm(rank, size, allreduce_max), train_store=train_store,
+        tf=tf, strategy=strategy, rank=rank, size=size, device=device, hosts=hosts,
+        sampler=sampler, comm=cb.Comm(rank, size, strategy.allreduce_max),
+        train_store=train_store,
         val_store=val_store, image_shape=image_shape, n_classes=n_classes, rows=rows,
         steps=steps, val_rows=val_rows, val_steps=val_steps,
         schedule=cfg.schedule(spec.policy, size, steps),
@@ -206,16 +211,20 @@ def make_model(s: Setup, spec: RunSpec, cfg: TrainConfig):
 
 def resume(s: Setup, spec: RunSpec, cfg: TrainConfig) -> Resumed:
     """Rank 0 picks the last verified checkpoint; every rank builds the model and starts from
-    rank 0's weights and optimizer state."""
+    its weights and optimizer state (read by every rank from the shared run directory, and
+    broadcast from rank 0 where the strategy does that)."""
     from segscale.models.losses import dice, get_loss
     from segscale.train import callbacks as cb
-    from segscale.train.checkpoint import discard_newer, latest_checkpoint
+    from segscale.train.checkpoint import discard_newer, latest_checkpoint, verify
     from segscale.train.schedules import learning_rate
 
-    tf, hvd, hvd_tf = s.tf, s.hvd, s.hvd_tf
+    tf, strategy = s.tf, s.strategy
     ckpt = latest_checkpoint(s.ckpt_root, s.fingerprint) if s.rank == 0 else None
-    initial_epoch, saved_state = hvd_tf.broadcast_object(
-        (ckpt.epochs_completed, ckpt.state) if ckpt is not None else (0, None), root_rank=0)
+    initial_epoch, saved_state, ckpt_path = strategy.broadcast_object(
+        (ckpt.epochs_completed, ckpt.state, str(ckpt.path)) if ckpt is not None
+        else (0, None, None))
+    if ckpt is None and ckpt_path is not None:
+        ckpt = verify(ckpt_path)
     state = cb.RunState.from_json(saved_state) if saved_state else cb.RunState()
     if s.rank == 0:
         discard_newer(s.ckpt_root, initial_epoch)
@@ -223,38 +232,38 @@ def resume(s: Setup, spec: RunSpec, cfg: TrainConfig) -> Resumed:
 
     if cfg.xla and s.size > 1:  # on every rank alike: all of them refuse together
         raise ValueError(f"hparams.xla: supported on one rank only, this run has {s.size}: "
-                         "Horovod's allreduce (in every training step of a multi-rank run) "
-                         "has no XLA kernel in this build; set xla false")
+                         "the gradient allreduce (in every training step of a multi-rank "
+                         "run) has no XLA kernel in this build; set xla false")
     # before any layer is built; the models keep their softmax in float32
     tf.keras.mixed_precision.set_global_policy(cfg.precision)
-    tf.keras.utils.set_random_seed(spec.seed)  # the same initial weights on every rank
-    model = make_model(s, spec, cfg)
-    # From here on each rank draws its own dropout masks, reproducibly (python, numpy, TF
-    # and Keras seeds; the data order has its own (seed, rank, epoch) generator).
-    tf.keras.utils.set_random_seed(rank_seed(spec.seed, s.rank))
-    compression = hvd.Compression.fp16 if cfg.fp16_allreduce else hvd.Compression.none
-    optimizer = make_optimizer(tf, cfg, learning_rate(s.schedule,
-                                                      min(initial_epoch, cfg.epochs - 1)))
-    if not cfg.xla:  # xla: one rank, whose allreduce is the identity (and has no XLA kernel)
-        optimizer = hvd.DistributedOptimizer(optimizer, compression=compression)
-    if cfg.precision == "mixed_float16":
-        # Loss scaling outside Horovod: ranks allreduce the scaled gradients, so an inf/NaN on
-        # any rank reaches all of them and every rank skips the step and halves the scale.
-        optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, loss=get_loss(cfg.loss), metrics=[dice])
-    if cfg.xla:
-        # What compile(jit_compile=True) does, one level down: the step timing wrapper
-        # (make_callbacks) stamps the input with tf.timestamp, which XLA cannot compile.
-        model.train_step = tf.function(model.train_step, jit_compile=True)
-        model.test_step = tf.function(model.test_step, jit_compile=True)
-    optimizer._create_all_weights(model.trainable_variables)
+    with strategy.scope():  # the strategy's variables (mirrored under tf-collective)
+        tf.keras.utils.set_random_seed(spec.seed)  # the same initial weights on every rank
+        model = make_model(s, spec, cfg)
+        # From here on each rank draws its own dropout masks, reproducibly (python, numpy, TF
+        # and Keras seeds; the data order has its own (seed, rank, epoch) generator).
+        tf.keras.utils.set_random_seed(rank_seed(spec.seed, s.rank))
+        optimizer = make_optimizer(tf, cfg, learning_rate(s.schedule,
+                                                          min(initial_epoch, cfg.epochs - 1)))
+        if not cfg.xla:  # xla: one rank, whose allreduce is the identity (no XLA kernel)
+            optimizer = strategy.wrap_optimizer(optimizer, cfg.fp16_allreduce)
+        if cfg.precision == "mixed_float16":
+            # Loss scaling outside the allreduce: ranks average the scaled gradients, so an
+            # inf/NaN on any rank reaches all of them and every rank skips the step and
+            # halves the scale.
+            optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
+        model.compile(optimizer=optimizer, loss=get_loss(cfg.loss), metrics=[dice])
+        if cfg.xla:
+            # What compile(jit_compile=True) does, one level down: the step timing wrapper
+            # (make_callbacks) stamps the input with tf.timestamp, which XLA cannot compile.
+            model.train_step = tf.function(model.train_step, jit_compile=True)
+            model.test_step = tf.function(model.test_step, jit_compile=True)
+        optimizer._create_all_weights(model.trainable_variables)
     if ckpt is not None:
         arrays = ckpt.load_arrays()
         model.set_weights(arrays["weights"])
         optimizer.set_weights(arrays["optimizer"])
         log.info("resuming from %s after %d epochs", ckpt.path, initial_epoch)
-    hvd_tf.broadcast_variables(model.variables, root_rank=0)
-    hvd_tf.broadcast_variables(optimizer.variables(), root_rank=0)
+    strategy.sync_variables(model, optimizer)
     return Resumed(model, optimizer, initial_epoch, state, ckpt is not None)
 
 
@@ -271,15 +280,12 @@ def make_callbacks(s: Setup, cfg: TrainConfig, r: Resumed, signals):
     history_path = s.out / "history.csv"
     writer = (lambda rows: write_history(history_path, rows)) if s.rank == 0 else None
     # first: its batch hooks frame the step itself (segscale.train.timing)
-    compression = s.hvd.Compression.fp16 if cfg.fp16_allreduce else s.hvd.Compression.none
-    r.timing = cb.StepTimingCallback(
-        EpochTimes(process_start=process_start_time()),
-        lambda t: s.hvd_tf.allreduce(t, op=s.hvd_tf.Average, compression=compression,
-                                     name="segscale_allreduce_probe"))
+    r.timing = cb.StepTimingCallback(EpochTimes(process_start=process_start_time()),
+                                     s.strategy.allreduce_probe(cfg.fp16_allreduce))
     r.timing.install(r.model)
     callbacks = [
         r.timing,
-        s.hvd.callbacks.MetricAverageCallback(),  # every rank decides on the same logs
+        *s.strategy.keras_callbacks(),  # e.g. every rank decides on the same (averaged) logs
         cb.LearningRateCallback(s.schedule),
         cb.HistoryCallback(r.state, s.comm, cfg.batch_size * s.size, writer, r.timing.times),
         cb.DivergenceCallback(r.state, s.comm, cfg.divergence_factor, cfg.sync_every_steps,
@@ -293,7 +299,8 @@ def make_callbacks(s: Setup, cfg: TrainConfig, r: Resumed, signals):
         #                                     SEGSCALE_FAULT_KILL_RANK is set
     ]
     if s.rank == 0 and cfg.tensorboard:  # after history: every recorded epoch reaches it
-        callbacks.insert(4, s.tf.keras.callbacks.TensorBoard(str(s.out / "tensorboard"),
+        at = callbacks.index(next(c for c in callbacks if isinstance(c, cb.HistoryCallback)))
+        callbacks.insert(at + 1, s.tf.keras.callbacks.TensorBoard(str(s.out / "tensorboard"),
                                                              profile_batch=0))
     return callbacks, checkpointer
 
@@ -310,15 +317,18 @@ def fit(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, callbacks) -> Out
         return Outcome(OK, r.state.finish_reason)
     shape_x = tf.TensorSpec((None, *s.image_shape), tf.float32)
     shape_y = tf.TensorSpec((None, *s.image_shape[:2]), tf.uint8)
-    train_ds = tf.data.Dataset.from_generator(
-        lambda: train_batches(s.train_store, s.rows, cfg.batch_size, s.steps, spec.seed, s.rank,
-                              r.initial_epoch),
-        output_signature=(shape_x, shape_y)).prefetch(2)
-    val_ds = tf.data.Dataset.from_generator(
-        lambda: val_batches(s.val_store, s.val_rows, cfg.batch_size, s.val_steps),
-        output_signature=(shape_x, shape_y)).prefetch(2)
-    log.info("training epochs %d..%d: %d steps x %d images x %d ranks, %s policy",
-             r.initial_epoch, cfg.epochs - 1, s.steps, cfg.batch_size, s.size, spec.policy)
+    train_ds, val_ds = s.strategy.fit_inputs(
+        tf,
+        lambda: tf.data.Dataset.from_generator(
+            lambda: train_batches(s.train_store, s.rows, cfg.batch_size, s.steps, spec.seed,
+                                  s.rank, r.initial_epoch),
+            output_signature=(shape_x, shape_y)).prefetch(2),
+        lambda: tf.data.Dataset.from_generator(
+            lambda: val_batches(s.val_store, s.val_rows, cfg.batch_size, s.val_steps),
+            output_signature=(shape_x, shape_y)).prefetch(2))
+    log.info("training epochs %d..%d: %d steps x %d images x %d ranks, %s policy, %s",
+             r.initial_epoch, cfg.epochs - 1, s.steps, cfg.batch_size, s.size, spec.policy,
+             s.strategy.name)
     try:
         r.model.fit(train_ds, epochs=cfg.epochs, initial_epoch=r.initial_epoch,
                     steps_per_epoch=s.steps, validation_data=val_ds,
@@ -348,12 +358,12 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
     from segscale.provenance import describe_environment
     from segscale.train.sampler import write_rows
 
-    samples = s.hvd_tf.allgather_object(s.sampler.stop())
+    samples = s.strategy.allgather_object(s.sampler.stop())
     startup = r.timing.times.startup_s if r.timing is not None else np.nan
     startup = float(s.comm.allreduce_max(np.array([startup]))[0])  # the slowest rank's
-    digests = s.hvd_tf.allgather_object(weights_digest(r.model.get_weights()))
-    devices = s.hvd_tf.allgather_object(rank_device(s.tf, s.hosts[s.rank],
-                                                            s.hvd.local_rank()))
+    digests = s.strategy.allgather_object(weights_digest(r.model.get_weights()))
+    devices = s.strategy.allgather_object(rank_device(s.tf, s.hosts[s.rank],
+                                                      s.strategy.local_rank))
     disagreement = weights_agree(digests)
     if disagreement:
         log.error("%s: %s", disagreement, digests)
@@ -402,8 +412,9 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
     record.train_store, record.val_store = str(spec.train_store), str(spec.val_store)
     record.device = s.device
     record.rank_devices = devices
-    record.horovod = {"mpi": bool(s.hvd_tf.mpi_enabled()),
-                      "gloo": bool(s.hvd_tf.gloo_enabled())}
+    record.strategy_details = s.strategy.details
+    if s.strategy.name == "horovod":
+        record.horovod = s.strategy.details
     record.fingerprint = s.fingerprint
     record.startup_s = startup if np.isfinite(startup) else None
     record.timeline = timeline_path(spec, cfg)
