@@ -490,9 +490,9 @@ def render_all(t: Tables, pub: pd.DataFrame, out_dir: Path, curve_gpus: int | No
     made_by = provenance()
     for name in FIGURES:
         fig = builders[name]()
-        if strategy is not None and name != "strategies" and fig._suptitle is not None:
-            fig._suptitle.set_text(f"{fig._suptitle.get_text()}\n{strategy} runs "
-                                   "(strategies compared in strategies.png)")
+        if strategy is not None and name != "strategies":
+            fig.suptitle(f"{fig.get_suptitle()}\n{strategy} runs (strategies compared in "
+                         "strategies.png)", fontsize=12)
         save(fig, out_dir, name, made_by)
         log.info("wrote %s/%s.{%s}", out_dir, name, ",".join(FORMATS))
     return output_paths(out_dir)
