@@ -84,8 +84,8 @@ def sweep(request):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run_dir(workdir: Path, policy: str, n: int) -> Path:
-    return (workdir / "results" / "runs" / "tiny-heart" / "unet" / "horovod" / policy
+def run_dir(workdir: Path, policy: str, n: int, strategy: str = "horovod") -> Path:
+    return (workdir / "results" / "runs" / "tiny-heart" / "unet" / strategy / policy
             / f"gpus{n}" / "rep0")
 
 
@@ -125,3 +125,39 @@ def test_training_runs_placed_one_rank_per_gpu_across_nodes(sweep):
             assert "-mca plm_rsh_agent oarsh" in train_log
         else:
             assert "segscale.oar.launch" not in train_log  # the baseline runs bare
+
+
+def test_tf_collective_across_both_nodes_over_oarsh(sweep):
+    """Issue 13 on OAR: a tf-collective run of 2 workers, one per node, whose ranks mpirun
+    starts over oarsh (segscale.oar.launch, as Horovod's); the workers agree on TF_CONFIG
+    through the run directory (OpenMPI's job id names the launch) and train the same
+    weights."""
+    oar, workdir = sweep["oar"], sweep["workdir"]
+    config = workdir / "collective.yaml"
+    config.write_text("sweep: {archs: [unet], strategies: [tf-collective], policies: [none],"
+                      " gpus: [2], repeats: 1}\n")
+    shutil.chown(config, oar.user)
+    folder = run_dir(workdir, "none", 2, "tf-collective")
+    proc = oar.as_user(
+        str(REPO / ".venv" / "bin" / "snakemake"), "-s", str(REPO / "Snakefile"),
+        "--directory", str(workdir), "--profile", str(REPO / "profiles" / "oar"),
+        "--configfile", str(TEST_CONFIG), str(config), "--config", "gpus_per_node=1",
+        "--seconds-between-status-checks", "2", "--max-status-checks-per-second", "10",
+        "--", str(folder.relative_to(workdir) / "metrics.json"), cwd=workdir, timeout=600)
+    output = proc.stdout + proc.stderr
+    ids = [int(i) for i in SUBMITTED.findall(output)]
+    try:
+        assert proc.returncode == 0, f"rc {proc.returncode}\n{output[-8000:]}"
+        train = [oarstat(oar, i) for i in ids if oarstat(oar, i)["name"].startswith(
+            "rule_train_")]
+        assert len(train) == 1 and train[0]["exit_code"] == 0, train
+        assert len(train[0]["assigned_network_address"]) == 2, train[0]
+        manifest = json.loads((folder / "run.json").read_text())
+        assert manifest["status"] == "ok" and manifest["strategy"] == "tf-collective"
+        assert manifest["n_ranks"] == 2 and len(set(manifest["rank_weight_digests"])) == 1
+        assert len(manifest["strategy_details"]["workers"]) == 2
+        logs = Path(str(folder).replace("/results/runs/", "/results/logs/runs/"))
+        assert "mpirun -np 2 -machinefile" in (logs / "train.log").read_text()
+    finally:
+        if ids:
+            oar.as_user("oardel", *map(str, ids))

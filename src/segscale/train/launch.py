@@ -13,8 +13,12 @@ from typing import NamedTuple
 
 log = logging.getLogger("segscale.train")
 
-RANK_ENV = ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
-SIZE_ENV = ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
+# What each launcher calls a rank's index and the number of ranks, first match wins:
+# segscale.train.spawn, horovodrun, OpenMPI's mpirun, PMI(x) launchers, srun.
+RANK_ENV = ("SEGSCALE_RANK", "HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK",
+            "SLURM_PROCID")
+SIZE_ENV = ("SEGSCALE_SIZE", "HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE",
+            "SLURM_NTASKS")
 
 
 class RankFilter(logging.Filter):

@@ -22,11 +22,8 @@ import time
 from pathlib import Path
 
 from segscale.fileio import atomic_path
+from segscale.train.launch import RANK_ENV, SIZE_ENV
 
-RANK_ENV = ("SEGSCALE_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID",
-            "HOROVOD_RANK")
-SIZE_ENV = ("SEGSCALE_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS",
-            "HOROVOD_SIZE")
 FOLDER = ".rendezvous"
 
 
