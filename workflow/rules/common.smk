@@ -4,6 +4,7 @@ import itertools
 import json
 import shlex
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 from snakemake.utils import validate
@@ -575,12 +576,14 @@ def bench_runtime(wildcards):
 
 def train_launcher(wildcards, input, threads, attempt):
     """The train rule's launcher for ``n`` ranks, as the profile sets it (set-resources
-    train: mpi), so the microbenchmark starts its ranks exactly like a training run."""
+    train: mpi), so the microbenchmark starts its ranks exactly like a training run of the
+    strategy it measures, Horovod's allreduce."""
     resource = rules.train.rule.resources.get("mpi")
     if resource is None:
         return mpi_launcher(wildcards)
+    as_training = SimpleNamespace(**dict(wildcards.items()), strategy=study.DEFAULT_STRATEGY)
     value = resource.evaluate(
-        wildcards,
+        as_training,
         input=input,
         threads=threads,
         attempt=attempt,
