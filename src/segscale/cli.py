@@ -30,6 +30,20 @@ EXIT_INPUT = 1
 INPUT_ERRORS = (ValueError, FileNotFoundError, KeyError)
 
 
+def run_command(module: str, remainder: list[str], start) -> int:
+    """``start(command)`` for the command given after the options (``--`` before it is
+    optional): a launcher's exit status, 2 without a command, 127 when it cannot be started."""
+    command = remainder[1:] if remainder[:1] == ["--"] else remainder
+    if not command:
+        sys.stderr.write(f"{module}: no command to run\n")
+        return 2
+    try:
+        return start(command)
+    except OSError as err:
+        sys.stderr.write(f"{module}: cannot run {command[0]!r}: {err}\n")
+        return 127
+
+
 def run_logged(work, log, errors: tuple[type[BaseException], ...] = INPUT_ERRORS) -> int:
     """Exit code of ``work()``: 0, or 1 after one error line naming the problem (no traceback)
     when it raises one of ``errors``."""

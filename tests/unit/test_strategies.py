@@ -170,3 +170,15 @@ def test_preempted_ranks_make_the_launch_preempted():
     ([0, 0], None, 0), ([75, 0], None, 75), ([75, 137], 137, 137), ([1, 75], 1, 1)])
 def test_launch_status(codes, first, expected):
     assert spawn.launch_status(codes, first) == expected
+
+
+def test_launchers_refuse_a_missing_command_and_name_an_unstartable_one(tmp_path):
+    """segscale.cli.run_command, shared by spawn and the OAR relay."""
+    for module in ("segscale.train.spawn", "segscale.oar.job"):
+        extra = ["-n", "2"] if module.endswith("spawn") else []
+        none = subprocess.run([sys.executable, "-m", module, *extra, "--"],
+                              capture_output=True, text=True, timeout=60)
+        assert none.returncode == 2 and f"{module}: no command to run" in none.stderr
+        gone = subprocess.run([sys.executable, "-m", module, *extra, str(tmp_path / "nope")],
+                              capture_output=True, text=True, timeout=60)
+        assert gone.returncode == 127 and f"{module}: cannot run" in gone.stderr

@@ -140,15 +140,9 @@ def build_parser():
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        sys.stderr.write("segscale.oar.job: no command to run\n")
-        return 2
-    try:
-        return Wrapper(command, args.warning_signal, args.idempotent).run()
-    except OSError as err:
-        sys.stderr.write(f"segscale.oar.job: cannot run {command[0]!r}: {err}\n")
-        return 127
+    return cli.run_command(
+        "segscale.oar.job", args.command,
+        lambda command: Wrapper(command, args.warning_signal, args.idempotent).run())
 
 
 if __name__ == "__main__":

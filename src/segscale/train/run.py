@@ -211,8 +211,8 @@ def make_model(s: Setup, spec: RunSpec, cfg: TrainConfig):
 
 def resume(s: Setup, spec: RunSpec, cfg: TrainConfig) -> Resumed:
     """Rank 0 picks the last verified checkpoint; every rank builds the model and starts from
-    its weights and optimizer state (read by every rank from the shared run directory, and
-    broadcast from rank 0 where the strategy does that)."""
+    its weights and optimizer state: broadcast from rank 0 where the strategy does that
+    (Horovod), else read by every rank from the shared run directory."""
     from segscale.models.losses import dice, get_loss
     from segscale.train import callbacks as cb
     from segscale.train.checkpoint import discard_newer, latest_checkpoint, verify
@@ -223,8 +223,8 @@ def resume(s: Setup, spec: RunSpec, cfg: TrainConfig) -> Resumed:
     initial_epoch, saved_state, ckpt_path = strategy.broadcast_object(
         (ckpt.epochs_completed, ckpt.state, str(ckpt.path)) if ckpt is not None
         else (0, None, None))
-    if ckpt is None and ckpt_path is not None:
-        ckpt = verify(ckpt_path)
+    if ckpt is None and ckpt_path is not None and not strategy.broadcasts_variables:
+        ckpt = verify(ckpt_path)  # no broadcast follows: every rank reads it
     state = cb.RunState.from_json(saved_state) if saved_state else cb.RunState()
     if s.rank == 0:
         discard_newer(s.ckpt_root, initial_epoch)

@@ -86,18 +86,11 @@ def build_parser():
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        sys.stderr.write("segscale.train.spawn: no command to launch\n")
-        return 2
     if args.ranks < 1:
         sys.stderr.write(f"segscale.train.spawn: -n must be at least 1, got {args.ranks}\n")
         return 2
-    try:
-        return spawn(command, args.ranks)
-    except OSError as err:
-        sys.stderr.write(f"segscale.train.spawn: cannot run {command[0]!r}: {err}\n")
-        return 127
+    return cli.run_command("segscale.train.spawn", args.command,
+                           lambda command: spawn(command, args.ranks))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ class Strategy:
     local_rank: int
     local_size: int
     details: dict[str, Any] = field(default_factory=dict)  # recorded in run.json
+    #: Whether :meth:`sync_variables` broadcasts rank 0's weights (then only rank 0 needs
+    #: to read a checkpoint).
+    broadcasts_variables = False
 
     def allgather_object(self, obj: Any) -> list[Any]:
         raise NotImplementedError

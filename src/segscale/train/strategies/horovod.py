@@ -17,6 +17,7 @@ class HorovodStrategy(Strategy):
     hvd: Any = None      # horovod.tensorflow.keras
     hvd_tf: Any = None   # horovod.tensorflow
     tf: Any = None
+    broadcasts_variables = True
 
     @classmethod
     def start(cls, configure: Callable[[int, int], None] | None = None) -> HorovodStrategy:
