@@ -67,13 +67,32 @@ def run_toolkit(st: dict[str, Path], out: Path, hp: dict, ranks: int = 1) -> pd.
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     if proc.returncode != 0:
         raise RuntimeError(f"toolkit run failed:\n{proc.stderr[-3000:]}")
-    return pd.read_csv(out / "history.csv")
+    hist = pd.read_csv(out / "history.csv")
+    hist.attrs["steps_per_epoch"] = json.loads((out / "run.json").read_text())["steps_per_epoch"]
+    return hist
 
 
 def steady(hist: pd.DataFrame, column: str) -> float:
     """Median of ``column`` over the epochs after the first (graph tracing, warm-up)."""
     values = hist[column].iloc[1:] if len(hist) > 1 else hist[column]
     return float(values.median())
+
+
+BREAKDOWN = ("compute_s", "allreduce_s", "input_wait_s", "validation_s")
+
+
+def breakdown_text(hist: pd.DataFrame) -> str:
+    """Where a training step's time goes in steady state, from history.csv's breakdown (mean
+    over ranks): ``compute a ms, allreduce b ms, input wait c ms, other d ms per step``;
+    ``other`` is the rest of the epoch's training time (callbacks, Keras, tracing)."""
+    steps = hist.attrs["steps_per_epoch"]
+    per_epoch = {c: steady(hist, c) for c in (*BREAKDOWN, "epoch_time_s")}
+    parts = {"compute": per_epoch["compute_s"], "allreduce": per_epoch["allreduce_s"],
+             "input wait": per_epoch["input_wait_s"]}
+    train = per_epoch["epoch_time_s"] - per_epoch["validation_s"]
+    parts["other"] = max(0.0, train - sum(parts.values()))
+    return ", ".join(f"{name} {1000 * v / steps:.1f} ms" for name, v in parts.items()) \
+        + " per step"
 
 
 def workdir() -> tempfile.TemporaryDirectory:

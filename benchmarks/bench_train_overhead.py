@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench_train_common import (
     PYTHON,
+    breakdown_text,
     hparams,
     parser,
     record,
@@ -93,7 +94,9 @@ def main() -> int:
                               check=True)
         plain = json.loads(proc.stdout.strip().splitlines()[-1])["s_per_step"]
     result = {"toolkit_s_per_step": toolkit, "horovod_keras_s_per_step": plain,
-              "ratio_toolkit_over_plain": toolkit / plain, "config": a}
+              "ratio_toolkit_over_plain": toolkit / plain, "config": a,
+              "toolkit_breakdown": breakdown_text(hist)}
+    print(f"where the toolkit's step goes (history.csv): {breakdown_text(hist)}")
     record("train_overhead", result)
     print(f"(a) time per step, U-Net depth {args.depth} x {args.filters} filters, "
           f"{args.size}x{args.size}, batch {args.batch}, {args.threads} thread(s): toolkit "

@@ -18,7 +18,16 @@ import os
 import sys
 from pathlib import Path
 
-from bench_train_common import hparams, parser, record, run_toolkit, steady, stores, workdir
+from bench_train_common import (
+    breakdown_text,
+    hparams,
+    parser,
+    record,
+    run_toolkit,
+    steady,
+    stores,
+    workdir,
+)
 
 
 def main() -> int:
@@ -36,15 +45,19 @@ def main() -> int:
         st = stores(args, Path(tmp))
         for width in args.widths:
             args.filters = width
-            one = steady(run_toolkit(st, Path(tmp) / f"r1w{width}", hparams(args), ranks=1),
-                         "images_per_s")
-            many = steady(run_toolkit(st, Path(tmp) / f"rnw{width}", hparams(args),
-                                      ranks=args.ranks), "images_per_s")
+            hist_one = run_toolkit(st, Path(tmp) / f"r1w{width}", hparams(args), ranks=1)
+            hist_many = run_toolkit(st, Path(tmp) / f"rnw{width}", hparams(args),
+                                    ranks=args.ranks)
+            one, many = steady(hist_one, "images_per_s"), steady(hist_many, "images_per_s")
             eff = many / (args.ranks * one)
             curve.append({"base_filters": width, "images_per_s_1": one,
-                          f"images_per_s_{args.ranks}": many, "efficiency": eff})
+                          f"images_per_s_{args.ranks}": many, "efficiency": eff,
+                          "breakdown_1": breakdown_text(hist_one),
+                          f"breakdown_{args.ranks}": breakdown_text(hist_many)})
             print(f"  width {width:3d} base filters: 1 rank {one:7.1f} img/s, {args.ranks} ranks "
-                  f"{many:7.1f} img/s, efficiency {eff:.2f}", flush=True)
+                  f"{many:7.1f} img/s, efficiency {eff:.2f}\n"
+                  f"    where a step's time goes (history.csv), 1 rank: {breakdown_text(hist_one)}"
+                  f"\n    {args.ranks} ranks: {breakdown_text(hist_many)}", flush=True)
     record("train_scaling", {"ranks": args.ranks, "curve": curve, "config": vars(args)})
     print(f"(b) weak scaling {args.ranks}x1 vs 1x1, U-Net depth {args.depth}, "
           f"{args.size}x{args.size}, batch {args.batch}/rank; efficiency vs width: "

@@ -43,9 +43,11 @@ STOP_REASONS = (DIVERGED, PREEMPTED, EARLY_STOPPED)
 #: four are inside ``epoch_time_s`` (each the mean over ranks), ``checkpoint_s`` follows it.
 BREAKDOWN_COLUMNS = ("compute_s", "allreduce_s", "input_wait_s", "validation_s",
                      "checkpoint_s")
-#: Columns of a run's ``history.csv``, one row per epoch.
+#: Columns of a run's ``history.csv``, one row per epoch. ``startup_s`` (slowest rank's process
+#: start to first step) is on the first epoch each training process ran (a resumed run's
+#: first epoch after the resume has its own), NaN on the others: their sum is the run's.
 HISTORY_COLUMNS = ("epoch", "lr", "loss", "val_loss", "val_dice", "epoch_time_s",
-                   "images_per_s", "ranks", *BREAKDOWN_COLUMNS)
+                   "images_per_s", "ranks", *BREAKDOWN_COLUMNS, "startup_s")
 #: Columns of a rank's resource samples (``resources/rank{k}.csv``).
 RESOURCE_COLUMNS = ("time_s", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb",
                     "net_sent_bytes", "net_recv_bytes")

@@ -39,7 +39,7 @@ def test_history_manifest_and_records_are_sane(two_rank_run):
     assert list(hist.columns) == ["epoch", "lr", "loss", "val_loss", "val_dice",
                                   "epoch_time_s", "images_per_s", "ranks", "compute_s",
                                   "allreduce_s", "input_wait_s", "validation_s",
-                                  "checkpoint_s"]
+                                  "checkpoint_s", "startup_s"]
     assert hist["epoch"].tolist() == [0, 1] and (hist["ranks"] == 2).all()
     # gradual warmup on 2 ranks: the logged lr is the policy's value for each epoch
     steps = man["steps_per_epoch"]
@@ -81,6 +81,9 @@ def test_restart_after_signal_resumes(train_python, stores, two_rank_run, tmp_pa
     man, hist = second.manifest, second.history
     assert man["status"] == "ok" and man["resumed_from_epoch"] == 1
     assert man["epochs_completed"] == 3 and hist["epoch"].tolist() == [0, 1, 2]
+    # each process's start-up on its first epoch: the first attempt's, then the resume's
+    assert hist["startup_s"].notna().tolist() == [True, True, False]
+    assert hist["startup_s"].iloc[1] == pytest.approx(man["startup_s"])
     # same seed, same data order per epoch: the resumed epoch 1 matches an unbroken run
     unbroken = two_rank_run.history
     assert hist["loss"].iloc[:2].tolist() == pytest.approx(unbroken["loss"].tolist(), rel=1e-3)
@@ -270,6 +273,9 @@ def test_time_breakdown_columns_and_timeline(train_python, stores, two_rank_run,
     assert (hist["compute_s"] > 0).all() and (hist["allreduce_s"] > 0).all()
     assert (hist["validation_s"] > 0).all() and (hist["checkpoint_s"] > 0).all()
     assert man["startup_s"] > 0 and man["timeline"] is None
+    # start-up on the process's first epoch, as in run.json (the slowest rank's)
+    assert hist["startup_s"].iloc[0] == pytest.approx(man["startup_s"])
+    assert hist["startup_s"].iloc[1:].isna().all()
     assert not (two_rank_run.out / "timeline.json").exists()
     # hparams.timeline: Horovod writes its timeline into the run directory
     run = run_train(train_python, stores, tmp_path / "tl", {**TINY, "epochs": 1,

@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.horovod]
 TRAIN_PYTHON = REPO / ".venv-train" / "bin" / "python"
 RUNS = ["tiny-heart/unet/horovod/none/gpus1/rep0", "tiny-heart/unet/horovod/none/gpus2/rep0",
         "tiny-heart/unet/horovod/gradual/gpus2/rep0"]
+DEMO_TARGETS = ("all", "predict_scaling")
 
 
 def _local(workdir, *args, timeout=900):
@@ -28,7 +29,7 @@ def demo(tmp_path_factory):
     if not TRAIN_PYTHON.exists():
         pytest.skip("training environment missing: run scripts/setup.sh")
     workdir = tmp_path_factory.mktemp("demo")
-    proc = _local(workdir)
+    proc = _local(workdir, *DEMO_TARGETS)  # as scripts/demo.sh
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return workdir
 
@@ -58,6 +59,20 @@ def test_tables_and_figures(demo):
                  "resources"):
         for ext in ("png", "svg"):
             assert (demo / "results" / "figures" / f"{name}.{ext}").stat().st_size > 5000
+
+
+def test_report_holds_the_figures_tables_and_prediction(demo):
+    """The HTML report scripts/demo.sh builds: every figure and table of the targets, the
+    predictor's included, with their captions."""
+    proc = _local(demo, "--report", "report.html", "--", *DEMO_TARGETS, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    html = (demo / "report.html").read_text()
+    for name in ("speedup.png", "efficiency.png", "breakdown.png", "time_to_accuracy.png",
+                 "predicted_scaling.png", "predicted_scaling.csv", "runs.csv"):
+        assert name in html, name
+    assert "alpha-beta" in html  # the predictor's caption
+    predicted = pd.read_csv(demo / "results/tables/predicted_scaling.csv")
+    assert predicted["gpus"].max() == 512 and {"local", "grele"} <= set(predicted["cluster"])
 
 
 def test_figures_dry_run_schedules_no_training(demo):

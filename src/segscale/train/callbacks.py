@@ -205,7 +205,8 @@ class HistoryCallback(tf.keras.callbacks.Callback):
     both as the slowest rank saw them. With ``timing``, the row also holds
     :data:`~segscale.train.timing.STEP_COMPONENTS`, each the mean over ranks of that rank's
     seconds (gathered in the same max-allreduce); ``checkpoint_s`` is added after the
-    checkpoint (:class:`CheckpointCallback`).
+    checkpoint (:class:`CheckpointCallback`); ``startup_s`` (the slowest rank's process start
+    to first step) fills the first row this process writes, NaN the others.
     """
 
     def __init__(self, state: RunState, comm: Comm, images_per_step: int,
@@ -220,6 +221,7 @@ class HistoryCallback(tf.keras.callbacks.Callback):
         self.t0 = 0.0
         self.t_train = 0.0
         self.steps = 0
+        self.rows_written = 0  # by this process
 
     def on_epoch_begin(self, epoch, logs=None):
         self.t0 = time.perf_counter()
@@ -234,10 +236,15 @@ class HistoryCallback(tf.keras.callbacks.Callback):
         t_epoch = time.perf_counter() - self.t0
         local = (self.timing.values() if self.timing is not None
                  else np.full(len(STEP_COMPONENTS), np.nan))
-        rows = gather_rows(np.concatenate([[t_epoch, self.t_train], local]), self.comm.rank,
-                           self.comm.size, self.comm.allreduce_max)
+        startup = (self.timing.startup_s if self.timing is not None and not self.rows_written
+                   else math.nan)  # this process's start-up, on its first epoch only
+        rows = gather_rows(np.concatenate([[t_epoch, self.t_train], local, [startup]]),
+                           self.comm.rank, self.comm.size, self.comm.allreduce_max)
         t_epoch, t_train = (float(v) for v in np.nanmax(rows[:, :2], axis=0))
-        parts = rank_mean(rows[:, 2:])
+        parts = rank_mean(rows[:, 2:-1])
+        startups = rows[:, -1]
+        startup = float(np.nanmax(startups)) if np.isfinite(startups).any() else math.nan
+        self.rows_written += 1
         row = {
             "epoch": int(epoch),
             "lr": float(logs.get("lr", math.nan)),
@@ -249,6 +256,7 @@ class HistoryCallback(tf.keras.callbacks.Callback):
             "ranks": self.comm.size,
             **{name: float(v) for name, v in zip(STEP_COMPONENTS, parts, strict=True)},
             "checkpoint_s": math.nan,
+            "startup_s": startup,  # the slowest rank's
         }
         self.state.history.append(row)
         log.info("epoch %d: lr %.3g loss %.4f val_loss %.4f val_dice %.4f %.1fs %.1f img/s",
