@@ -38,6 +38,11 @@ def dry_run(tmp_path: Path, override: str) -> subprocess.CompletedProcess:
     ("archs: {fcn: {model: {depth: 3}}}\nsweep: {archs: [unet, fcn]}\n",
      "config archs.fcn x datasets.demo-heart (size [64, 64]): model: unknown option(s) "
      "['depth'] for fcn"),
+    # the guideline loop's architectures are checked too, not only the sweep's
+    ("sweep: {archs: [unet]}\nguideline: {archs: [fcn]}\n"
+     "datasets: {demo-brats: {size: [16, 16]}}\n",
+     "config archs.fcn x datasets.demo-brats (size [16, 16]): fcn: input 16x16 is smaller "
+     "than 32 pixels"),
 ])
 def test_unbuildable_model_stops_before_any_job(tmp_path, override, message):
     proc = dry_run(tmp_path, override)

@@ -128,7 +128,10 @@ ARCHS = config.get("archs", {})
 RUNS = f"results/runs/{study.RUN_DIR_PATTERN}"  # one run's directory
 RUN_LOGS = f"results/logs/runs/{study.RUN_DIR_PATTERN}"
 RUN_BENCHMARKS = f"results/benchmarks/runs/{study.RUN_DIR_PATTERN}"
-TUNE_ITER = f"results/tune/{study.TUNE_DIR_PATTERN}/iter{{i}}"  # one guideline iteration
+TUNE_DIR = f"results/tune/{study.TUNE_DIR_PATTERN}"  # one guideline loop
+TUNE_LOGS = f"results/logs/tune/{study.TUNE_DIR_PATTERN}"
+TUNE_BENCHMARKS = f"results/benchmarks/tune/{study.TUNE_DIR_PATTERN}"
+TUNE_ITER = f"{TUNE_DIR}/iter{{i}}"  # one guideline iteration
 
 
 wildcard_constraints:
@@ -189,8 +192,20 @@ def check_parameters():
     # a multiple of 2**poolings and crop back; too small a side, a bad depth or an unknown
     # option is refused here). User builders (hparams.builder, or an arch named
     # 'module:function') need TensorFlow to build, which this environment lacks: they come
-    # back unchecked and fail, if at all, when their job builds them.
-    for name, arch in itertools.product(SWEEP["datasets"], SWEEP["archs"]):
+    # back unchecked and fail, if at all, when their job builds them. The guideline loop's
+    # (dataset, arch) pairs are checked too: they may name ones the sweep does not.
+    guideline = config.get("guideline") or {}
+    pairs = [*itertools.product(SWEEP["datasets"], SWEEP["archs"])]
+    pairs += itertools.product(
+        guideline.get("datasets") or SWEEP["datasets"],
+        guideline.get("archs") or SWEEP["archs"],
+    )
+    for name, arch in dict.fromkeys(pairs):  # the sweep's first, each once
+        if name not in params or arch not in configs:
+            raise ValueError(
+                f"config guideline: dataset {name!r} or architecture {arch!r} is not "
+                f"defined (datasets: {sorted(params)}, archs: {sorted(configs)})"
+            )
         p, cfg = params[name], configs[arch]
         shape = (*p.size, len(p.channels))
         try:

@@ -66,7 +66,7 @@ rule predicted_scaling:
         max_gpus=PREDICTION.get("max_gpus", 512),
         per_decade=PREDICTION.get("per_decade", 8),
         extra=" ".join(str(n) for n in PREDICTION.get("extra_gpus", [18])),
-        policy=PREDICTION.get("policy", "none"),
+        policy=PREDICTION.get("policy", study.BASELINE_POLICY),
         gpus_per_node=config["gpus_per_node"],
         runs=lambda wildcards, input: f"--runs {input.runs[0]}" if input.runs else "",
         scaling=lambda wildcards, input: f"--scaling {input.scaling[0]}" if input.scaling else "",

@@ -7,9 +7,9 @@
 
 rule tune_start:
     output:
-        plan="results/tune/{dataset}/{arch}/gpus{n}/start.json",
+        plan=f"{TUNE_DIR}/start.json",
     log:
-        "results/logs/tune/{dataset}/{arch}/gpus{n}/start.log",
+        f"{TUNE_LOGS}/start.log",
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -30,9 +30,9 @@ use rule train as tune_train with:
         history=f"{TUNE_ITER}/history.csv",
         manifest=f"{TUNE_ITER}/run.json",
     log:
-        "results/logs/tune/{dataset}/{arch}/gpus{n}/iter{i}/train.log",
+        f"{TUNE_LOGS}/iter{{i}}/train.log",
     benchmark:
-        "results/benchmarks/tune/{dataset}/{arch}/gpus{n}/iter{i}/train.tsv"
+        f"{TUNE_BENCHMARKS}/iter{{i}}/train.tsv"
     params:
         launch=launch_prefix,
         hparams=plan_hparams,
@@ -52,9 +52,9 @@ use rule predict as tune_predict with:
         pred=temp(f"{TUNE_ITER}/pred.npy"),
         inference=f"{TUNE_ITER}/inference.json",
     log:
-        "results/logs/tune/{dataset}/{arch}/gpus{n}/iter{i}/predict.log",
+        f"{TUNE_LOGS}/iter{{i}}/predict.log",
     benchmark:
-        "results/benchmarks/tune/{dataset}/{arch}/gpus{n}/iter{i}/predict.tsv"
+        f"{TUNE_BENCHMARKS}/iter{{i}}/predict.tsv"
 
 
 use rule evaluate as tune_evaluate with:
@@ -67,9 +67,9 @@ use rule evaluate as tune_evaluate with:
         metrics=f"{TUNE_ITER}/metrics.json",
         predictions=directory(f"{TUNE_ITER}/predictions"),
     log:
-        "results/logs/tune/{dataset}/{arch}/gpus{n}/iter{i}/evaluate.log",
+        f"{TUNE_LOGS}/iter{{i}}/evaluate.log",
     benchmark:
-        "results/benchmarks/tune/{dataset}/{arch}/gpus{n}/iter{i}/evaluate.tsv"
+        f"{TUNE_BENCHMARKS}/iter{{i}}/evaluate.tsv"
 
 
 checkpoint tune_step:
@@ -78,9 +78,9 @@ checkpoint tune_step:
         baseline=tune_baseline,
         plan=tune_plan,
     output:
-        decision="results/tune/{dataset}/{arch}/gpus{n}/iter{i}/decision.json",
+        decision=f"{TUNE_DIR}/iter{{i}}/decision.json",
     log:
-        "results/logs/tune/{dataset}/{arch}/gpus{n}/iter{i}/step.log",
+        f"{TUNE_LOGS}/iter{{i}}/step.log",
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -97,9 +97,9 @@ rule tune_table:
     input:
         decision=tune_final_decision,
     output:
-        table="results/tune/{dataset}/{arch}/gpus{n}/iterations.csv",
+        table=f"{TUNE_DIR}/iterations.csv",
     log:
-        "results/logs/tune/{dataset}/{arch}/gpus{n}/table.log",
+        f"{TUNE_LOGS}/table.log",
     localrule: True
     conda:
         "../../envs/data.yaml"

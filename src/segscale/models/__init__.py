@@ -5,6 +5,9 @@ Built-in names resolve lazily (``unet``, ``fcn``), so importing this package nev
 TensorFlow; a user builder is named ``"package.module:function"`` or
 ``"path/to/file.py:function"``. :func:`input_requirements` says, also without TensorFlow,
 what a built-in does with an input size (pad to a multiple, crop back) or why it cannot.
+
+Owns the architectures and losses; never imports the training, evaluation, report or tune
+stages (they import it), nor TensorFlow at import time.
 """
 
 from __future__ import annotations

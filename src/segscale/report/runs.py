@@ -232,7 +232,7 @@ def load_run(run_dir: Path, metrics_path: Path | None) -> dict[str, Any]:
     row["gpus"], row["repeat"] = int(row["gpus"]), int(row["repeat"])
 
     if metrics_path is None:
-        row["status"] = "failed"
+        row["status"] = FAILED
         row["note"] = ("no metrics.json: training or evaluation did not finish"
                        + (f" (run.json status: {row['run_status']})" if row.get("run_status")
                           else " (no run.json)"))

@@ -24,16 +24,19 @@ from segscale.study import OK, POLICIES, STATUSES, STRATEGIES  # noqa: E402
 
 PUBLISHED_LABEL = "published (Guedria thesis)"
 _CB = sns.color_palette("colorblind")
-POLICY_COLORS = {"none": _CB[0], "constant": _CB[1], "gradual": _CB[2], "grescale": _CB[4]}
-POLICY_MARKERS = {"none": "o", "constant": "s", "gradual": "^", "grescale": "D"}
+# in the order of segscale.study.POLICIES (none, constant, gradual, grescale)
+POLICY_COLORS = dict(zip(POLICIES, (_CB[0], _CB[1], _CB[2], _CB[4]), strict=True))
+POLICY_MARKERS = dict(zip(POLICIES, ("o", "s", "^", "D"), strict=True))
 BASELINE_COLOR = "0.35"
 ARCH_NAMES = {"unet": "U-Net", "fcn": "FCN"}
 STYLE_RC = {"svg.fonttype": "none", "svg.hashsalt": "segscale", "axes.titleweight": "bold",
             "figure.dpi": 100, "savefig.dpi": 150, "legend.frameon": False}
 
 
-STRATEGY_STYLES = {"horovod": {"color": _CB[0], "marker": "o", "ls": "-"},
-                   "tf-collective": {"color": _CB[3], "marker": "s", "ls": "--"}}
+# in the order of segscale.study.STRATEGIES; strategy_style draws any further one
+STRATEGY_STYLES = dict(zip(STRATEGIES, ({"color": _CB[0], "marker": "o", "ls": "-"},
+                                        {"color": _CB[3], "marker": "s", "ls": "--"},
+                                        {"color": _CB[2], "marker": "^", "ls": ":"})))
 
 
 def strategy_style(strategy: str) -> dict:

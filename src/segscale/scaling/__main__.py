@@ -1,3 +1,5 @@
+"""``python -m segscale.scaling``: predict scaling beyond the machine (segscale.scaling.cli)."""
+
 import sys
 
 from segscale.scaling.cli import main

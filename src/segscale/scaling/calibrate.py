@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from segscale.scaling.model import Link
-from segscale.study import DEFAULT_STRATEGY
+from segscale.study import BASELINE_POLICY, DEFAULT_STRATEGY, OK
 
 BENCH_COLUMNS = ("ranks", "bytes", "time_median_s")
 
@@ -124,10 +124,10 @@ def of_modelled_strategy(table: pd.DataFrame) -> pd.Series:
     return table["strategy"].fillna(DEFAULT_STRATEGY).eq(DEFAULT_STRATEGY)
 
 
-def compute_per_step(runs: pd.DataFrame, policy: str = "none") -> pd.DataFrame:
+def compute_per_step(runs: pd.DataFrame, policy: str = BASELINE_POLICY) -> pd.DataFrame:
     """Per (dataset, arch): mean 1-GPU compute per step (s), steps per epoch, epoch time,
     fp16 allreduce flag and the number of runs averaged, from ``runs.csv``'s ok rows."""
-    ok = runs[(runs["status"] == "ok") & (runs["gpus"] == 1) & (runs["policy"] == policy)]
+    ok = runs[(runs["status"] == OK) & (runs["gpus"] == 1) & (runs["policy"] == policy)]
     ok = ok[of_modelled_strategy(ok)]
     ok = ok[(ok["steps_per_epoch"] > 0) & (ok["time_per_epoch_s"] > 0)]
     columns = ["dataset", "arch", "compute_step_s", "steps_per_epoch", "epoch_one_s",

@@ -22,6 +22,7 @@ from segscale.fileio import atomic_path, json_object_arg, write_json
 from segscale.scaling.calibrate import fit_per_n, read_bench
 from segscale.scaling.clusters import Workload, clusters_from_config
 from segscale.scaling.predict import draw, gpu_counts, predict
+from segscale.study import BASELINE_POLICY
 
 log = logging.getLogger("segscale.scaling")
 
@@ -54,7 +55,8 @@ def build_parser():
     p.add_argument("--max-gpus", type=int, default=512)
     p.add_argument("--per-decade", type=int, default=8)
     p.add_argument("--extra-gpus", type=int, nargs="*", default=[18])
-    p.add_argument("--policy", default="none", help="policy whose runs are measured points")
+    p.add_argument("--policy", default=BASELINE_POLICY,
+                   help="policy whose runs are measured points")
     p.add_argument("--gpus-per-node", type=int, default=1,
                    help="default gpus_per_node of clusters that do not say")
     p.add_argument("--out", required=True)

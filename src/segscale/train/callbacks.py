@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from segscale.study import DIVERGED, EARLY_STOPPED, PREEMPTED
 from segscale.train.checkpoint import write_checkpoint
 from segscale.train.schedules import Schedule, learning_rate
 from segscale.train.timing import STEP_COMPONENTS, EpochTimes, gather_rows, rank_mean
@@ -316,10 +317,10 @@ class DivergenceCallback(tf.keras.callbacks.Callback):
             self.state.divergence = {"epoch": self.epoch, "step": int(batch),
                                      "loss": loss, "reference_loss": self._reference(),
                                      "reason": "non-finite loss" if flags[1] else "loss explosion"}
-            raise StopRun("diverged", f"epoch {self.epoch} step {batch}: "
+            raise StopRun(DIVERGED, f"epoch {self.epoch} step {batch}: "
                                       f"{self.state.divergence['reason']}")
         if flags[0]:
-            raise StopRun("preempted", f"signal received, epoch {self.epoch} step {batch}")
+            raise StopRun(PREEMPTED, f"signal received, epoch {self.epoch} step {batch}")
 
     def on_epoch_end(self, epoch, logs=None):
         loss = float((logs or {}).get("loss", math.nan))
@@ -327,7 +328,7 @@ class DivergenceCallback(tf.keras.callbacks.Callback):
             reason = "non-finite loss" if not math.isfinite(loss) else "loss explosion"
             self.state.divergence = {"epoch": int(epoch), "step": None, "loss": loss,
                                      "reference_loss": self._reference(), "reason": reason}
-            raise StopRun("diverged", f"epoch {epoch}: {reason}")
+            raise StopRun(DIVERGED, f"epoch {epoch}: {reason}")
         ref = self.state.reference_loss
         self.state.reference_loss = loss if ref is None else min(ref, loss)
 
@@ -351,7 +352,7 @@ class EarlyStoppingCallback(tf.keras.callbacks.Callback):
         else:
             self.state.wait += 1
             if self.state.wait >= self.patience:
-                self.state.finish_reason = "early_stopped"
+                self.state.finish_reason = EARLY_STOPPED
 
 
 @dataclass
@@ -450,9 +451,9 @@ class StopCallback(tf.keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGUSR1)
         local = float(bool(self.signals and self.signals.is_set()))
         if self.comm.allreduce_max(np.array([local]))[0]:
-            raise StopRun("preempted", f"signal received by a rank, after epoch {epoch}")
-        if self.state.finish_reason == "early_stopped":
-            raise StopRun("early_stopped", f"no val_loss improvement, after epoch {epoch}")
+            raise StopRun(PREEMPTED, f"signal received by a rank, after epoch {epoch}")
+        if self.state.finish_reason == EARLY_STOPPED:
+            raise StopRun(EARLY_STOPPED, f"no val_loss improvement, after epoch {epoch}")
 
 
 class FaultPerturbCallback(tf.keras.callbacks.Callback):
