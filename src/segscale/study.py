@@ -29,6 +29,9 @@ TUNED_POLICY = "grescale"
 STRATEGIES = ("horovod", "tf-collective")
 #: The strategy of runs that name none (and of run directories from before the axis).
 DEFAULT_STRATEGY = "horovod"
+#: The strategy whose runs add CPU processes to their GPU ranks: a coordinator and
+#: ``hparams.ps_tasks`` parameter servers (segscale.train.strategies.ps).
+PS_STRATEGY = "tf-ps"
 
 # ---- run outcomes ------------------------------------------------------------------------
 OK, DIVERGED, FAILED = "ok", "diverged", "failed"

@@ -308,6 +308,15 @@ def test_without_gpu_properties_the_ranks_share_the_hosts():
     assert launch.machinefile_lines(["a", "b"], 3, {}, per_node=2) == ["a", "a", "b"]
 
 
+def test_cpu_ranks_take_the_hosts_in_turn_after_the_gpu_ranks():
+    """tf-ps on 2 hosts x 2 GPUs with 2 parameter servers: 4 workers on the GPU slots, the
+    coordinator and the servers one more slot per host in turn (mpirun -np 7)."""
+    gpu = launch.machinefile_lines(["n1", "n2"], 4, {"n1": 2, "n2": 2})
+    assert launch.with_cpu_ranks(gpu, ["n1", "n2"], 3) == ["n1", "n1", "n2", "n2", "n1", "n2",
+                                                          "n1"]
+    assert launch.with_cpu_ranks(["n1"], ["n1"], 0) == ["n1"]
+
+
 def test_mpirun_over_oarsh_forwards_the_training_environment():
     env = {"PATH": "/venv-train/bin:/usr/bin", "HOROVOD_TIMELINE": "/t.json", "HOME": "/h",
            "OAR_JOB_ID": "7"}

@@ -156,6 +156,9 @@ def check_sweep_names():
 check_sweep_names()
 
 
+ARCH_CONFIGS = {}  # architecture -> its validated TrainConfig (check_parameters)
+
+
 def check_parameters():
     """The dataset and training parameters, checked as the jobs will check them, so a typo
     stops snakemake before any job instead of failing a queued training run."""
@@ -175,7 +178,7 @@ def check_parameters():
     configs = {}
     for arch, hparams in ARCHS.items():
         try:
-            configs[arch] = TrainConfig.from_mapping(hparams)
+            configs[arch] = ARCH_CONFIGS[arch] = TrainConfig.from_mapping(hparams)
             if study.TUNED_POLICY in SWEEP["policies"] or config.get("guideline"):
                 configs[arch].grescale_stages()  # GreScale must leave a stabilisation phase
         except ValueError as err:
@@ -284,19 +287,29 @@ def hparams_json(wildcards):
     return json.dumps(hparams, sort_keys=True)
 
 
+def cpu_ranks(wildcards):
+    """Processes of a run beyond its n GPU ranks: under tf-ps the coordinator and the
+    parameter servers (hparams.ps_tasks), which need no GPU; none for the other strategies
+    (and for the allreduce microbenchmark, which has no strategy wildcard)."""
+    if getattr(wildcards, "strategy", None) != study.PS_STRATEGY:
+        return 0
+    return 1 + ARCH_CONFIGS[wildcards.arch].ps_tasks
+
+
 def ranks(wildcards):
-    return int(wildcards.n)
+    """Processes the launcher starts: one per GPU, plus the CPU ranks of tf-ps."""
+    return int(wildcards.n) + cpu_ranks(wildcards)
 
 
 def full_nodes(wildcards):
     """Whether the ranks fill whole nodes: then placement is pinned per node."""
     n, per_node = int(wildcards.n), config["gpus_per_node"]
-    return n > 1 and per_node > 1 and n % per_node == 0
+    return not cpu_ranks(wildcards) and n > 1 and per_node > 1 and n % per_node == 0
 
 
 def tasks_for(wildcards):
     """--ntasks, unless the ranks fill whole nodes (then --ntasks-per-node places them)."""
-    return None if full_nodes(wildcards) else int(wildcards.n)
+    return None if full_nodes(wildcards) else ranks(wildcards)
 
 
 def tasks_per_node_for(wildcards):
@@ -315,7 +328,7 @@ def gres_per_node(wildcards):
 
 def mpi_launcher(wildcards):
     """srun for multi-rank runs; the 1-GPU baseline runs bare (profiles may override)."""
-    return "srun" if int(wildcards.n) > 1 else None
+    return "srun" if ranks(wildcards) > 1 else None
 
 
 def train_runtime(wildcards):
@@ -396,7 +409,12 @@ def placement_extra(wildcards):
     whole nodes (e.g. 5 ranks on 2-GPU nodes, where Slurm could pack 3 onto one node)."""
     n, per_node = int(wildcards.n), config["gpus_per_node"]
     flags = [SITE_SLURM_EXTRA] if SITE_SLURM_EXTRA else []
-    if n > per_node and not full_nodes(wildcards):
+    nodes = nodes_for(wildcards)
+    if cpu_ranks(wildcards) and nodes > 1:
+        # tf-ps: the CPU ranks spread too; the workers are spread over the nodes by
+        # segscale.train.strategies.ps (at most ceil(n / nodes) <= gpus_per_node each)
+        flags.append(f"--ntasks-per-node={-(-ranks(wildcards) // nodes)}")
+    elif n > per_node and not full_nodes(wildcards):
         flags.append(f"--ntasks-per-node={per_node}")
     return " ".join(flags) or None
 

@@ -1,4 +1,5 @@
-# One training run per (dataset, arch, strategy, policy, GPU count n, repeat r): n ranks.
+# One training run per (dataset, arch, strategy, policy, GPU count n, repeat r): n ranks
+# (tf-ps: plus its coordinator and parameter servers, CPU ranks: common.smk cpu_ranks).
 # tune.smk reuses this rule (use rule ... with:) for the guideline's trainings. A failure a
 # retry can fix fails the job; the run's own failure becomes a `failed` run.json and the job
 # succeeds, so the sweep's tables and figures still come (segscale.train.failure).
@@ -43,6 +44,7 @@ rule train:
         launch=launch_prefix,
         hparams=hparams_json,
         strategy="{strategy}",
+        cpu_ranks=cpu_ranks,
         policy="{policy}",
         seed="{r}",
         train=input_folder("train"),
@@ -50,6 +52,7 @@ rule train:
         out=output_folder("manifest"),
     shell:
         "SLURM_KILL_BAD_EXIT=1 SRUN_CPUS_PER_TASK={resources.cpus_per_task}"
+        " SEGSCALE_CPU_RANKS={params.cpu_ranks}"
         " python -m segscale.train.env"
         " {params.launch} python -m segscale.train"
         " --train-store {params.train:q} --val-store {params.val:q} --out {params.out:q}"

@@ -16,7 +16,9 @@ the walltime warning that segscale.oar.job relays, on to every rank (OpenMPI for
 USR1/USR2/TSTP/CONT/ABRT/ALRM by default); ``-x`` forwards
 ``PATH`` (the training environment first, as segscale.train.env set it) and the Horovod,
 NCCL, TensorFlow and segscale variables present. Extra ``mpirun`` arguments: ``--mpirun-args``
-or ``$SEGSCALE_MPIRUN_ARGS`` (e.g. ``-mca btl self,tcp``).
+or ``$SEGSCALE_MPIRUN_ARGS`` (e.g. ``-mca btl self,tcp``). Ranks that need no GPU
+(``--cpu-ranks``: tf-ps's coordinator and parameter servers) get one more slot on the job's
+hosts in turn.
 """
 
 from __future__ import annotations
@@ -84,6 +86,13 @@ def machinefile_lines(hosts: list[str], ranks: int, slots: dict[str, int] | None
                      f"{total} GPU slot(s): {hosts}")
 
 
+def with_cpu_ranks(gpu_lines: list[str], hosts: list[str], cpu_ranks: int) -> list[str]:
+    """The GPU ranks' lines, then ``cpu_ranks`` more taking the hosts in turn: processes that
+    need no GPU (tf-ps's coordinator and parameter servers) share the job's hosts, one more
+    slot each, instead of asking OAR for GPUs they would not use."""
+    return [*gpu_lines, *(hosts[k % len(hosts)] for k in range(cpu_ranks))]
+
+
 def forwarded_variables(environ: dict[str, str]) -> list[str]:
     """Names of the environment variables ``mpirun -x`` passes to every rank."""
     names = [name for name in FORWARDED if name in environ]
@@ -113,7 +122,12 @@ def write_machinefile(lines: list[str], environ: dict[str, str]) -> str:
 
 def build_parser():
     p = cli.parser("segscale.oar.launch", __doc__)
-    p.add_argument("-n", "--ranks", type=int, required=True, help="number of ranks (GPUs)")
+    p.add_argument("-n", "--ranks", type=int, required=True,
+                   help="number of ranks (processes), GPU ranks and CPU ranks together")
+    p.add_argument("--cpu-ranks", type=int,
+                   default=int(os.environ.get("SEGSCALE_CPU_RANKS") or 0),
+                   help="how many of the ranks need no GPU (tf-ps's coordinator and parameter "
+                        "servers; default $SEGSCALE_CPU_RANKS, which the train rule sets)")
     p.add_argument("--per-node", type=int, default=None,
                    help="ranks per host when the job's resource properties name no GPUs")
     p.add_argument("--mpirun", default="mpirun")
@@ -133,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.ranks < 1:
         sys.stderr.write(f"segscale.oar.launch: -n must be at least 1, got {args.ranks}\n")
         return 2
+    if not 0 <= args.cpu_ranks < args.ranks:
+        sys.stderr.write(f"segscale.oar.launch: --cpu-ranks must be in [0, {args.ranks}) for "
+                         f"-n {args.ranks}, got {args.cpu_ranks}\n")
+        return 2
     nodefile = environ.get("OAR_NODEFILE") or environ.get("OAR_NODE_FILE")
     if not nodefile:
         sys.stderr.write("segscale.oar.launch: $OAR_NODEFILE is not set: not inside an OAR "
@@ -142,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         hosts = nodefile_hosts(Path(nodefile).read_text())
         props = environ.get("OAR_RESOURCE_PROPERTIES_FILE")
         slots = gpus_by_host(Path(props).read_text()) if props and Path(props).exists() else {}
-        lines = machinefile_lines(hosts, args.ranks, slots, args.per_node)
+        gpu_ranks = args.ranks - args.cpu_ranks
+        lines = with_cpu_ranks(machinefile_lines(hosts, gpu_ranks, slots, args.per_node),
+                               hosts, args.cpu_ranks)
         machinefile = write_machinefile(lines, environ)
     except (OSError, ValueError) as err:
         sys.stderr.write(f"segscale.oar.launch: {err}\n")
