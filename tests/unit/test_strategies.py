@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from segscale.train import spawn
-from segscale.train.strategies import base, rendezvous
+from segscale.train.strategies import base, ps, rendezvous
 
 
 def simulate(size: int, contribute):
@@ -182,3 +182,68 @@ def test_launchers_refuse_a_missing_command_and_name_an_unstartable_one(tmp_path
         gone = subprocess.run([sys.executable, "-m", module, *extra, str(tmp_path / "nope")],
                               capture_output=True, text=True, timeout=60)
         assert gone.returncode == 127 and f"{module}: cannot run" in gone.stderr
+
+
+# ---- tf-ps: roles from the rendezvous ---------------------------------------------------
+
+def test_ps_roles_on_one_node():
+    # 4 processes, 1 ps: workers take the lowest ranks, then the chief, then the ps
+    assert ps.assign_roles(["a"] * 4, 1) == [("worker", 0), ("worker", 1), ("chief", 0),
+                                             ("ps", 0)]
+    assert ps.role_names(ps.assign_roles(["a"] * 4, 1)) == ["worker0", "worker1", "chief",
+                                                           "ps0"]
+
+
+def test_ps_workers_spread_round_robin_over_uneven_nodes():
+    # nodes a (ranks 0-2) and b (3-4), 1 ps: 3 workers taken a, b, a -> ranks 0, 3, 1;
+    # the chief is rank 2 (lowest left), the ps rank 4
+    assert ps.assign_roles(["a", "a", "a", "b", "b"], 1) == [
+        ("worker", 0), ("worker", 1), ("chief", 0), ("worker", 2), ("ps", 0)]
+    # a (0-1), b (2-5), 2 ps: 3 workers a, b, a -> 0, 2, 1; chief 3, ps 4 and 5
+    assert ps.assign_roles(["a", "a", "b", "b", "b", "b"], 2) == [
+        ("worker", 0), ("worker", 1), ("worker", 2), ("chief", 0), ("ps", 0), ("ps", 1)]
+
+
+def test_ps_tasks_leaving_no_worker_are_refused():
+    with pytest.raises(ValueError, match=r"3 processes leave no worker with ps_tasks 2"):
+        ps.assign_roles(["a"] * 3, 2)
+    with pytest.raises(ValueError, match="ps_tasks"):
+        ps.check_processes(2, 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        ps.assign_roles(["a"] * 3, 0)
+    ps.check_processes(3, 1)  # one worker is enough
+
+
+def test_ps_tf_config_lists_each_role_in_rank_order():
+    roles = ps.assign_roles(["a", "a", "a", "b", "b"], 1)
+    addresses = [f"h{k}:1{k}" for k in range(5)]
+    config = ps.tf_config(addresses, roles, 3)
+    assert config == {"cluster": {"chief": ["h2:12"], "worker": ["h0:10", "h1:11", "h3:13"],
+                                  "ps": ["h4:14"]},
+                      "task": {"type": "worker", "index": 2}}
+
+
+def test_ps_cluster_places_workers_by_node():
+    nodes = ["a", "a", "a", "b", "b"]
+    roles = ps.assign_roles(nodes, 1)
+    where = [ps.Cluster(k, 5, [""] * 5, nodes, roles, 1, None) for k in range(5)]
+    assert [c.local_worker() for c in where if c.role == "worker"] == [(0, 2), (1, 2),
+                                                                       (0, 1)]
+    assert where[2].details("2.15")["roles"] == ["worker0", "worker1", "chief", "worker2",
+                                                 "ps0"]
+    assert where[2].n_workers == 3
+
+
+def test_ps_finish_tells_the_servers_and_collects_their_samples(tmp_path):
+    folder = tmp_path / ".rendezvous" / "launch"
+    folder.mkdir(parents=True)
+    roles = ps.assign_roles(["a"] * 4, 1)
+    cluster = ps.Cluster(2, 4, [""] * 4, ["a"] * 4, roles, 1, folder)
+    for rank in (0, 1):  # rank 3 never hands its samples over
+        ps.samples_path(folder, rank).write_text(json.dumps([{"time_s": float(rank)}]))
+    written = {}
+    ps.finish(cluster, 75, [{"time_s": 9.0}], tmp_path,
+              lambda path, rows: written.setdefault(path.name, rows), timeout_s=0.5)
+    assert written == {"rank0.csv": [{"time_s": 0.0}], "rank1.csv": [{"time_s": 1.0}],
+                       "rank2.csv": [{"time_s": 9.0}], "rank3.csv": []}
+    assert not folder.exists()

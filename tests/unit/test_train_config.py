@@ -162,3 +162,25 @@ def test_precision_and_xla_default_off_and_round_trip():
 def test_precision_and_xla_are_checked_by_name(key, value):
     with pytest.raises(ValueError, match=f"hparams.{key}"):
         TrainConfig.from_mapping({key: value})
+
+
+def test_ps_tasks_default_and_range():
+    assert TrainConfig().ps_tasks == 1
+    assert TrainConfig.from_mapping({"ps_tasks": 2}).ps_tasks == 2
+    with pytest.raises(ValueError, match="ps_tasks"):
+        TrainConfig.from_mapping({"ps_tasks": 0})
+
+
+@pytest.mark.parametrize("hparams, named", [
+    ({"fp16_allreduce": True}, "fp16_allreduce"),
+    ({"timeline": True}, "timeline"),
+    ({"xla": True}, "xla"),
+    ({"precision": "mixed_float16"}, "precision"),
+])
+def test_tf_ps_refuses_what_it_cannot_do(hparams, named):
+    cfg = TrainConfig.from_mapping(hparams)
+    with pytest.raises(ValueError, match=f"hparams {named}: not under tf-ps"):
+        cfg.check_strategy("tf-ps")
+    if named in ("xla", "precision"):  # Horovod and tf-collective take these
+        cfg.check_strategy("horovod")
+    TrainConfig().check_strategy("tf-ps")  # the defaults train

@@ -197,13 +197,30 @@ class StepTimingCallback(tf.keras.callbacks.Callback):
         self.times.test_end()
 
 
+class StartupCallback(tf.keras.callbacks.Callback):
+    """Only the start-up of :class:`~segscale.train.timing.EpochTimes` (process start to the
+    first training step), where steps cannot be timed one by one (tf-ps schedules them on
+    the workers asynchronously)."""
+
+    def __init__(self, times: EpochTimes) -> None:
+        super().__init__()
+        self.times = times
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if math.isnan(self.times.startup_s):
+            self.times.batch_begin()
+
+
 class HistoryCallback(tf.keras.callbacks.Callback):
     """One history row per epoch: lr, losses, val Dice, wall time (max over ranks), images/s
     and where the time went.
 
     ``epoch_time_s`` spans the whole epoch including validation; ``images_per_s`` divides
     the images all ranks trained on by the training part of the epoch (validation excluded),
-    both as the slowest rank saw them. With ``timing``, the row also holds
+    both as the slowest rank saw them. ``ranks`` (default: the ranks of ``comm``) is what
+    the ``ranks`` column records (tf-ps: the workers). ``asynchronous`` (tf-ps): a batch hook
+    runs when its step is scheduled, so the training part ends when validation begins, and
+    there is no breakdown. Otherwise, with ``timing``, the row also holds
     :data:`~segscale.train.timing.STEP_COMPONENTS`, each the mean over ranks of that rank's
     seconds (gathered in the same max-allreduce); ``checkpoint_s`` is added after the
     checkpoint (:class:`CheckpointCallback`); ``startup_s`` (the slowest rank's process start
@@ -212,10 +229,13 @@ class HistoryCallback(tf.keras.callbacks.Callback):
 
     def __init__(self, state: RunState, comm: Comm, images_per_step: int,
                  writer: Callable[[list[dict[str, Any]]], None] | None = None,
-                 timing: EpochTimes | None = None) -> None:
+                 timing: EpochTimes | None = None, ranks: int | None = None,
+                 asynchronous: bool = False) -> None:
         super().__init__()
         self.state = state
         self.comm = comm
+        self.ranks = comm.size if ranks is None else ranks
+        self.asynchronous = asynchronous
         self.images_per_step = images_per_step  # global: batch x ranks
         self.writer = writer
         self.timing = timing
@@ -232,10 +252,14 @@ class HistoryCallback(tf.keras.callbacks.Callback):
         self.steps += 1
         self.t_train = time.perf_counter() - self.t0
 
+    def on_test_begin(self, logs=None):
+        if self.asynchronous:  # the last step was only scheduled; validation waits for all
+            self.t_train = time.perf_counter() - self.t0
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         t_epoch = time.perf_counter() - self.t0
-        local = (self.timing.values() if self.timing is not None
+        local = (self.timing.values() if self.timing is not None and not self.asynchronous
                  else np.full(len(STEP_COMPONENTS), np.nan))
         startup = (self.timing.startup_s if self.timing is not None and not self.rows_written
                    else math.nan)  # this process's start-up, on its first epoch only
@@ -254,7 +278,7 @@ class HistoryCallback(tf.keras.callbacks.Callback):
             "val_dice": float(logs.get("val_dice", math.nan)),
             "epoch_time_s": t_epoch,
             "images_per_s": self.steps * self.images_per_step / t_train if t_train else math.nan,
-            "ranks": self.comm.size,
+            "ranks": self.ranks,
             **{name: float(v) for name, v in zip(STEP_COMPONENTS, parts, strict=True)},
             "checkpoint_s": math.nan,
             "startup_s": startup,  # the slowest rank's
@@ -274,12 +298,15 @@ class DivergenceCallback(tf.keras.callbacks.Callback):
     step's loss). Every ``sync_every`` steps the ranks max-allreduce their flags
     ``[signal, non-finite, exploded]`` (sticky between checks), which also delivers a
     SIGTERM/SIGUSR1 received by any rank; at epoch end the rank-averaged loss decides.
-    ``factor == 0`` checks only for non-finite values.
+    ``factor == 0`` checks only for non-finite values. ``batch_losses`` False (tf-ps, whose
+    batch logs are values still on the workers): the steps' losses are not read, the
+    signals still checked every ``sync_every`` steps and the epoch loss still decides.
     """
 
     def __init__(self, state: RunState, comm: Comm, factor: float, sync_every: int,
-                 signals: Any = None) -> None:
+                 signals: Any = None, batch_losses: bool = True) -> None:
         super().__init__()
+        self.batch_losses = batch_losses
         self.state = state
         self.comm = comm
         self.factor = factor
@@ -303,12 +330,14 @@ class DivergenceCallback(tf.keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.global_step += 1
-        loss = float((logs or {}).get("loss", math.nan))
-        if self.first_loss is None and math.isfinite(loss):
-            self.first_loss = loss
         self.flags[0] = max(self.flags[0], float(bool(self.signals and self.signals.is_set())))
-        self.flags[1] = max(self.flags[1], float(not math.isfinite(loss)))
-        self.flags[2] = max(self.flags[2], float(math.isfinite(loss) and self._exploded(loss)))
+        loss = float((logs or {}).get("loss", math.nan)) if self.batch_losses else math.nan
+        if self.batch_losses:
+            if self.first_loss is None and math.isfinite(loss):
+                self.first_loss = loss
+            self.flags[1] = max(self.flags[1], float(not math.isfinite(loss)))
+            self.flags[2] = max(self.flags[2],
+                                float(math.isfinite(loss) and self._exploded(loss)))
         if self.global_step % self.sync_every:
             return
         flags = self.comm.allreduce_max(self.flags.copy())

@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         if spec.policy == TUNED_POLICY:
             cfg.grescale_stages()  # refused before TensorFlow starts, naming the keys
         cfg.check_strategy(spec.strategy)
+        if spec.strategy == "tf-ps":  # refused before TensorFlow starts, on every process
+            from segscale.train.strategies.ps import check_processes
+
+            check_processes(launcher_size(), cfg.ps_tasks)
     except (ValueError, OSError) as err:
         log.error("%s", err)
         return EXIT_USAGE

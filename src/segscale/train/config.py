@@ -92,6 +92,7 @@ class TrainConfig:
     timeline: bool = False  # Horovod timeline in <run dir>/timeline.json
     precision: str = "float32"  # Keras dtype policy; mixed_float16 adds loss scaling
     xla: bool = False  # XLA-compile the training and validation steps (one rank only)
+    ps_tasks: int = 1  # tf-ps: parameter server processes (the launch has N + ps_tasks + 1)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", MappingProxyType(dict(self.model)))
@@ -151,6 +152,18 @@ class TrainConfig:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}, expected one of {STRATEGIES}")
         if strategy == "horovod":
+            return
+        if strategy == "tf-ps":
+            refused = [key for key, on in (
+                ("fp16_allreduce", self.fp16_allreduce), ("timeline", self.timeline),
+                ("xla", self.xla), ("precision", self.precision == "mixed_float16")) if on]
+            if refused:
+                raise ValueError(f"hparams {', '.join(refused)}: not under tf-ps "
+                                 "(fp16_allreduce and timeline are Horovod's gradient "
+                                 "compression and timeline; xla and mixed_float16 are "
+                                 "untested with parameter servers): set fp16_allreduce, "
+                                 "timeline and xla false and precision float32, or leave "
+                                 "this strategy out")
             return
         only_horovod = [key for key, on in (("fp16_allreduce", self.fp16_allreduce),
                                             ("timeline", self.timeline)) if on]
@@ -257,6 +270,7 @@ def _validate(c: TrainConfig) -> None:
     need("builder", c.builder is None or ":" in c.builder,
          "null or 'module:function' / 'path/file.py:function'")
     need("precision", c.precision in PRECISIONS, f"one of {PRECISIONS}")
+    need("ps_tasks", c.ps_tasks >= 1, ">= 1 (tf-ps: parameter servers)")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,17 @@ TIMELINE_ENV, TIMELINE_FILE = "HOROVOD_TIMELINE", "timeline.json"
 
 
 def configure_devices(tf, local_rank: int, local_size: int, threads: int,
-                      host: str) -> tuple[str, GpuPlacement]:
+                      host: str, use_gpu: bool = True,
+                      inter_threads: int | None = None) -> tuple[str, GpuPlacement]:
     """Pin this rank's GPU (memory growth on) or its CPU threads; describe the device and
-    where it is, for :func:`~segscale.train.launch.gpu_conflict` once every rank has said."""
+    where it is, for :func:`~segscale.train.launch.gpu_conflict` once every rank has said.
+    ``use_gpu`` False: no GPU at all (the tf-ps coordinator and parameter servers);
+    ``inter_threads``: inter-op threads other than ``threads``."""
     gpus = tf.config.list_physical_devices("GPU")
+    if not use_gpu:
+        if gpus:
+            tf.config.set_visible_devices([], "GPU")
+        gpus = []
     placement = gpu_placement(host, local_rank, local_size, len(gpus),
                               os.environ.get("CUDA_VISIBLE_DEVICES"))
     for gpu in gpus:
@@ -66,7 +74,7 @@ def configure_devices(tf, local_rank: int, local_size: int, threads: int,
         return f"GPU {local_rank % len(gpus)}", placement
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(inter_threads or threads)
     return f"CPU x{threads or 'auto'} threads", placement
 
 
@@ -141,9 +149,9 @@ class Outcome:
     stop_reason: str | None
 
 
-def set_up(spec: RunSpec, cfg: TrainConfig) -> Setup:
+def set_up(spec: RunSpec, cfg: TrainConfig, cluster=None) -> Setup:
     """Start the strategy, pin the device, open the stores and plan steps and the lr
-    schedule.
+    schedule (``cluster``: the tf-ps coordinator's, which trains on no GPU of its own).
 
     Raises:
         ValueError: two ranks of a node would share a GPU (more ranks than GPUs), stores of
@@ -162,7 +170,11 @@ def set_up(spec: RunSpec, cfg: TrainConfig) -> Setup:
         pinned["device"], pinned["placement"] = configure_devices(
             tf, local_rank, local_size, cfg.threads_per_rank, socket.gethostname())
 
-    strategy = strategies.start(spec.strategy, spec.out, configure)
+    if cluster is not None:
+        pinned["device"], pinned["placement"] = configure_devices(
+            tf, 0, 1, cfg.threads_per_rank, socket.gethostname(), use_gpu=False,
+            inter_threads=ps_inter_threads(cfg.threads_per_rank))
+    strategy = strategies.start(spec.strategy, spec.out, configure, cluster)
     rank, size = strategy.rank, strategy.size
     set_rank(rank)
     device, placement = pinned["device"], pinned["placement"]
@@ -199,7 +211,8 @@ def set_up(spec: RunSpec, cfg: TrainConfig) -> Setup:
         val_store=val_store, image_shape=image_shape, n_classes=n_classes, rows=rows,
         steps=steps, val_rows=val_rows, val_steps=val_steps,
         schedule=cfg.schedule(spec.policy, size, steps),
-        fingerprint=fingerprint(spec, cfg, size, steps, image_shape, n_classes), out=spec.out,
+        fingerprint=fingerprint(spec, cfg, strategy.recorded_ranks, steps, image_shape,
+                                n_classes), out=spec.out,
         plan=plan)
 
 
@@ -279,17 +292,24 @@ def make_callbacks(s: Setup, cfg: TrainConfig, r: Resumed, signals):
         checkpointer.last.written = r.from_checkpoint  # already on disk when resuming
     history_path = s.out / "history.csv"
     writer = (lambda rows: write_history(history_path, rows)) if s.rank == 0 else None
-    # first: its batch hooks frame the step itself (segscale.train.timing)
-    r.timing = cb.StepTimingCallback(EpochTimes(process_start=process_start_time()),
-                                     s.strategy.allreduce_probe(cfg.fp16_allreduce))
-    r.timing.install(r.model)
+    times = EpochTimes(process_start=process_start_time())
+    asynchronous = s.strategy.asynchronous
+    if asynchronous:
+        # tf-ps: a batch hook runs when its step is scheduled on a worker, not when it ends:
+        # no step breakdown, only the start-up (process start to the first step scheduled)
+        r.timing = cb.StartupCallback(times)
+    else:
+        # first: its batch hooks frame the step itself (segscale.train.timing)
+        r.timing = cb.StepTimingCallback(times, s.strategy.allreduce_probe(cfg.fp16_allreduce))
+        r.timing.install(r.model)
     callbacks = [
         r.timing,
         *s.strategy.keras_callbacks(),  # e.g. every rank decides on the same (averaged) logs
         cb.LearningRateCallback(s.schedule),
-        cb.HistoryCallback(r.state, s.comm, cfg.batch_size * s.size, writer, r.timing.times),
+        cb.HistoryCallback(r.state, s.comm, cfg.batch_size * s.size, writer, r.timing.times,
+                           ranks=s.strategy.recorded_ranks, asynchronous=asynchronous),
         cb.DivergenceCallback(r.state, s.comm, cfg.divergence_factor, cfg.sync_every_steps,
-                              signals),
+                              signals, batch_losses=not asynchronous),
         cb.EarlyStoppingCallback(r.state, cfg.early_stopping_patience,
                                  cfg.early_stopping_min_delta),
         cb.CheckpointCallback(checkpointer, cfg.checkpoint_every, cfg.epochs, writer),
@@ -300,8 +320,15 @@ def make_callbacks(s: Setup, cfg: TrainConfig, r: Resumed, signals):
     ]
     if s.rank == 0 and cfg.tensorboard:  # after history: every recorded epoch reaches it
         at = callbacks.index(next(c for c in callbacks if isinstance(c, cb.HistoryCallback)))
-        callbacks.insert(at + 1, s.tf.keras.callbacks.TensorBoard(str(s.out / "tensorboard"),
-                                                             profile_batch=0))
+        # no graph under tf-ps: writing it from the coordinator blocks its first step
+        callbacks.insert(at + 1, s.tf.keras.callbacks.TensorBoard(
+            str(s.out / "tensorboard"), profile_batch=0,
+            write_graph=not s.strategy.asynchronous))
+    if asynchronous:
+        # Keras refuses batch hooks under ParameterServerStrategy unless the callback takes
+        # the raw logs (RemoteValues, which none of ours reads per batch)
+        for callback in callbacks:
+            callback._supports_tf_logs = True
     return callbacks, checkpointer
 
 
@@ -325,7 +352,8 @@ def fit(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, callbacks) -> Out
             output_signature=(shape_x, shape_y)).prefetch(2),
         lambda: tf.data.Dataset.from_generator(
             lambda: val_batches(s.val_store, s.val_rows, cfg.batch_size, s.val_steps),
-            output_signature=(shape_x, shape_y)).prefetch(2))
+            output_signature=(shape_x, shape_y)).prefetch(2),
+        stores=(spec.train_store, spec.val_store, cfg.batch_size))
     log.info("training epochs %d..%d: %d steps x %d images x %d ranks, %s policy, %s",
              r.initial_epoch, cfg.epochs - 1, s.steps, cfg.batch_size, s.size, spec.policy,
              s.strategy.name)
@@ -359,6 +387,8 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
     from segscale.train.sampler import write_rows
 
     samples = s.strategy.allgather_object(s.sampler.stop())
+    if s.strategy.asynchronous:  # the updates the parameter servers applied
+        s.strategy.details["updates"] = int(r.optimizer.iterations.numpy())
     startup = r.timing.times.startup_s if r.timing is not None else np.nan
     startup = float(s.comm.allreduce_max(np.array([startup]))[0])  # the slowest rank's
     digests = s.strategy.allgather_object(weights_digest(r.model.get_weights()))
@@ -369,7 +399,7 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
         log.error("%s: %s", disagreement, digests)
     if outcome.status == PREEMPTED:
         checkpointer.write()  # the last completed epoch, if checkpoint_every skipped it
-        if s.rank == 0:
+        if s.rank == 0 and s.strategy.writes_resources:
             write_resources(s.out, samples, write_rows)
         # No rank exits before rank 0's checkpoint is on disk: a launcher that stops the
         # others when one exits non-zero (srun --kill-on-bad-exit, mpirun) would kill the
@@ -387,9 +417,10 @@ def finalise(s: Setup, spec: RunSpec, cfg: TrainConfig, r: Resumed, checkpointer
     with atomic_path(s.out / MODEL_FILE, suffix=".keras") as tmp:
         final.save(tmp)
     write_history(s.out / "history.csv", r.state.history)
-    write_resources(s.out, samples, write_rows)
+    if s.strategy.writes_resources:
+        write_resources(s.out, samples, write_rows)
     status = FAILED if disagreement else outcome.status
-    record = base_record(spec, cfg, status, s.size, describe_environment())
+    record = base_record(spec, cfg, status, s.strategy.recorded_ranks, describe_environment())
     record.error = disagreement
     record.stop_reason = outcome.stop_reason
     record.divergence = r.state.divergence
@@ -452,7 +483,74 @@ def enable_timeline(spec: RunSpec, cfg: TrainConfig) -> None:
 def run(spec: RunSpec, cfg: TrainConfig, signals) -> int:
     """Train one run end to end; returns the process exit code."""
     enable_timeline(spec, cfg)
-    s = set_up(spec, cfg)
+    if spec.strategy == "tf-ps":
+        return run_ps(spec, cfg, signals)
+    return train(spec, cfg, signals)
+
+
+def run_ps(spec: RunSpec, cfg: TrainConfig, signals) -> int:
+    """``tf-ps``: the coordinator trains (:func:`train`) and, whatever the outcome, tells
+    the servers its exit code and writes every process's resources
+    (:func:`~segscale.train.strategies.ps.finish`); a worker or parameter server serves until
+    then and leaves with that code (``os._exit``: TensorFlow's server threads never stop)."""
+    from segscale.train.sampler import ResourceSampler, physical_gpu_index, write_rows
+    from segscale.train.strategies import ps
+
+    inter = ps_inter_threads(cfg.threads_per_rank)
+    if inter:  # read by TensorFlow when it starts
+        os.environ["TF_NUM_INTEROP_THREADS"] = str(inter)
+    cluster = ps.join(spec.out, cfg.ps_tasks)
+    if cluster.role == ps.CHIEF:
+        setups: list[Setup] = []
+        code = EXIT_FAILED
+        try:
+            code = train(spec, cfg, signals, cluster, setups)
+        finally:
+            rows = setups[0].sampler.stop() if setups else []
+            ps.finish(cluster, code, rows, spec.out, write_rows)
+        # Leave at once: the cluster coordinator's threads would report every server that
+        # exits after this as a failure.
+        log.info("tf-ps coordinator done (exit %d)", code)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    import tensorflow as tf
+
+    set_rank(f"{cluster.role}{cluster.index}")  # not rank 0: records are the chief's
+    if signals is not None:
+        signals.ignore()  # the coordinator decides when to stop
+    host = socket.gethostname()
+    gpu = None
+    if cluster.role == ps.WORKER:
+        local, count = cluster.local_worker()
+        device, placement = configure_devices(tf, local, count, cfg.threads_per_rank, host,
+                                              inter_threads=inter)
+        gpu = physical_gpu_index(local) if placement.gpus_seen else None
+    else:
+        device, _ = configure_devices(tf, 0, 1, cfg.threads_per_rank, host, use_gpu=False,
+                                      inter_threads=inter)
+    log.info("tf-ps %s %d of %d processes on %s, %s", cluster.role, cluster.index,
+             cluster.size, host, device)
+    sampler = ResourceSampler(cfg.sample_interval_s, gpu).start()
+    code = ps.serve(cluster, sampler)
+    logging.shutdown()
+    os._exit(code)
+
+
+def ps_inter_threads(threads: int) -> int | None:
+    """Inter-op threads of a tf-ps process under ``threads_per_rank`` (None: TensorFlow
+    decides): at least 2, since with one a worker never finishes its first step (it runs the
+    step and its input pipeline's iterator through the same pool)."""
+    return max(threads, 2) if threads else None
+
+
+def train(spec: RunSpec, cfg: TrainConfig, signals, cluster=None,
+          setups: list | None = None) -> int:
+    """set_up, resume, make_callbacks, fit, finalise (``setups`` receives the Setup)."""
+    s = set_up(spec, cfg, cluster)
+    if setups is not None:
+        setups.append(s)
     r = resume(s, spec, cfg)
     callbacks, checkpointer = make_callbacks(s, cfg, r, signals)
     outcome = fit(s, spec, cfg, r, callbacks)

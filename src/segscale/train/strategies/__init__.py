@@ -11,6 +11,9 @@ handling and records are the same for all of them.
 - ``tf-collective`` (:mod:`.collective`): ``tf.distribute.MultiWorkerMirroredStrategy``,
   TensorFlow's own collectives; the cluster (``TF_CONFIG``) is agreed at start-up through the
   run directory (:mod:`.rendezvous`), whatever launched the ranks.
+- ``tf-ps`` (:mod:`.ps`): ``tf.distribute.ParameterServerStrategy``, asynchronous updates
+  of variables held by parameter servers; one coordinator process runs ``fit``, the workers
+  and parameter servers only serve (the roles come from the same rendezvous).
 
 Imports TensorFlow and Horovod lazily, inside :func:`start`.
 """
@@ -20,9 +23,11 @@ from __future__ import annotations
 from segscale.study import STRATEGIES
 
 
-def start(name: str, run_dir, configure=None):
+def start(name: str, run_dir, configure=None, cluster=None):
     """Initialise strategy ``name`` in this rank and return it; ``configure(local_rank,
-    local_size)`` pins the rank's devices at the moment TensorFlow still allows it.
+    local_size)`` pins the rank's devices at the moment TensorFlow still allows it
+    (``tf-ps``: ``cluster`` is the coordinator's :class:`.ps.Cluster`, whose devices
+    :func:`segscale.train.run.run` has already set).
 
     Raises:
         ValueError: an unknown strategy.
@@ -35,4 +40,10 @@ def start(name: str, run_dir, configure=None):
         from segscale.train.strategies.collective import CollectiveStrategy
 
         return CollectiveStrategy.start(run_dir, configure)
+    if name == "tf-ps":
+        from segscale.train.strategies.ps import PSStrategy
+
+        if cluster is None:
+            raise ValueError("tf-ps: the coordinator starts from its cluster (ps.join)")
+        return PSStrategy.start(cluster)
     raise ValueError(f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})")

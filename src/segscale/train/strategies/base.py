@@ -29,6 +29,17 @@ class Strategy:
     #: Whether :meth:`sync_variables` broadcasts rank 0's weights (then only rank 0 needs
     #: to read a checkpoint).
     broadcasts_variables = False
+    #: Whether :func:`segscale.train.run.finalise` writes ``resources/`` (tf-ps: the
+    #: coordinator writes them once its servers have stopped).
+    writes_resources = True
+    #: Whether each update is one worker's batch, unsynchronised (tf-ps): the per-batch logs
+    #: are not read and there is no per-step breakdown.
+    asynchronous = False
+
+    @property
+    def recorded_ranks(self) -> int:
+        """What ``run.json`` ``n_ranks`` and history ``ranks`` count: the GPUs that train."""
+        return self.size
 
     def allgather_object(self, obj: Any) -> list[Any]:
         raise NotImplementedError
@@ -59,9 +70,11 @@ class Strategy:
         """One allreduce of a tensor, timed by the step timing callback; None: not measured."""
         return None
 
-    def fit_inputs(self, tf, make_train: Callable[[], Any], make_val: Callable[[], Any]):
+    def fit_inputs(self, tf, make_train: Callable[[], Any], make_val: Callable[[], Any],
+                   stores: tuple[Any, Any, int] | None = None):
         """What ``fit`` takes for training and validation data, from the functions that make
-        this rank's ``tf.data`` pipelines."""
+        this rank's ``tf.data`` pipelines (``stores``: the training and validation stores'
+        paths and the batch size, for strategies that build their own pipelines)."""
         return make_train(), make_val()
 
 

@@ -88,6 +88,6 @@ class CollectiveStrategy(Strategy):
     def scope(self):
         return self.strategy.scope()
 
-    def fit_inputs(self, tf, make_train, make_val):
+    def fit_inputs(self, tf, make_train, make_val, stores=None):
         creator = tf.keras.utils.experimental.DatasetCreator
         return creator(lambda _ctx: make_train()), creator(lambda _ctx: make_val())
