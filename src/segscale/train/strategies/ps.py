@@ -20,6 +20,7 @@ epoch, the lr and why the data order is not reproducible.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -227,6 +228,8 @@ def finish(cluster: Cluster, code: int, own_rows: list, out: Path | None,
         for rank, rows in enumerate(samples):
             write_rows(Path(out) / "resources" / f"rank{rank}.csv", rows)
     shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # .rendezvous itself, unless another launch is in it
+        folder.parent.rmdir()
 
 
 @dataclass
