@@ -104,3 +104,20 @@ def test_ps_tasks_leaving_no_worker_are_refused(train_python, stores, tmp_path, 
     assert (f"{processes} processes leave no worker with ps_tasks {ps_tasks}"
             in run.proc.stderr)
     assert not (tmp_path / "refused" / "run.json").exists()
+
+
+def test_a_failed_coordinator_stops_every_process(train_python, stores, tmp_path):
+    """A coordinator that fails (a model too deep for 32x32 slices) still tells the servers:
+    all exit 1, run.json says failed, every process's resources are written."""
+    out = tmp_path / "failed"
+    run = run_train(train_python, stores, out, {**TINY, "model": {"depth": 9,
+                                                                  "base_filters": 4}},
+                    ranks=PROCESSES, strategy="tf-ps", timeout=180)
+    assert run.proc.returncode == 1, run.proc.stderr[-3000:]
+    assert run.proc.stderr.count("the coordinator is done (exit 1)") == PROCESSES - 1
+    man = run.manifest
+    assert man["status"] == "failed" and "smaller than" in man["error"]
+    assert man["n_ranks"] == 2
+    assert sorted(p.name for p in (out / "resources").iterdir()) == [
+        f"rank{k}.csv" for k in range(PROCESSES)]
+    assert not (out / ".rendezvous").exists()

@@ -501,10 +501,14 @@ def run_ps(spec: RunSpec, cfg: TrainConfig, signals) -> int:
         os.environ["TF_NUM_INTEROP_THREADS"] = str(inter)
     cluster = ps.join(spec.out, cfg.ps_tasks)
     if cluster.role == ps.CHIEF:
+        set_rank(0)  # the run's only segscale rank: it writes the records, failures too
         setups: list[Setup] = []
         code = EXIT_FAILED
         try:
             code = train(spec, cfg, signals, cluster, setups)
+        except Exception as err:
+            log.exception("training failed")
+            record_failure(spec, cfg, cluster.n_workers, err)
         finally:
             rows = setups[0].sampler.stop() if setups else []
             ps.finish(cluster, code, rows, spec.out, write_rows)
