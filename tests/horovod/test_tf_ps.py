@@ -42,7 +42,8 @@ def test_the_coordinator_trains_the_one_gpu_runs_work(ps_run):
     assert hist["loss"].map(math.isfinite).all() and (hist["images_per_s"] > 0).all()
     # no step breakdown (steps run asynchronously on the workers); start-up still recorded
     assert hist[["compute_s", "allreduce_s", "input_wait_s"]].isna().all().all()
-    assert hist["startup_s"].iloc[0] > 0
+    assert hist["startup_s"].iloc[0] > 0 and (hist["validation_s"] > 0).all()
+    assert details["replicas_per_update"] == 1
     assert hist["loss"].iloc[-1] < hist["loss"].iloc[0]
 
 

@@ -198,17 +198,26 @@ class StepTimingCallback(tf.keras.callbacks.Callback):
 
 
 class StartupCallback(tf.keras.callbacks.Callback):
-    """Only the start-up of :class:`~segscale.train.timing.EpochTimes` (process start to the
-    first training step), where steps cannot be timed one by one (tf-ps schedules them on
-    the workers asynchronously)."""
+    """Only the start-up (process start to the first training step) and the validation of
+    :class:`~segscale.train.timing.EpochTimes`, where steps cannot be timed one by one
+    (tf-ps schedules them on the workers asynchronously)."""
 
     def __init__(self, times: EpochTimes) -> None:
         super().__init__()
         self.times = times
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.times.reset()
+
     def on_train_batch_begin(self, batch, logs=None):
         if math.isnan(self.times.startup_s):
             self.times.batch_begin()
+
+    def on_test_begin(self, logs=None):
+        self.times.test_begin()
+
+    def on_test_end(self, logs=None):
+        self.times.test_end()
 
 
 class HistoryCallback(tf.keras.callbacks.Callback):
@@ -259,8 +268,10 @@ class HistoryCallback(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         t_epoch = time.perf_counter() - self.t0
-        local = (self.timing.values() if self.timing is not None and not self.asynchronous
+        local = (self.timing.values() if self.timing is not None
                  else np.full(len(STEP_COMPONENTS), np.nan))
+        if self.asynchronous:  # steps were not timed: only validation is known
+            local = np.where(np.array(STEP_COMPONENTS) == "validation_s", local, np.nan)
         startup = (self.timing.startup_s if self.timing is not None and not self.rows_written
                    else math.nan)  # this process's start-up, on its first epoch only
         rows = gather_rows(np.concatenate([[t_epoch, self.t_train], local, [startup]]),

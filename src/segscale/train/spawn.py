@@ -1,5 +1,6 @@
 """Start the ranks of a run on this host without MPI: ``python -m segscale.train.spawn -n N
-COMMAND...`` (the local launcher of the ``tf-collective`` strategy; horovodrun is Horovod's).
+COMMAND...`` (the local launcher of the ``tf-collective`` and ``tf-ps`` strategies;
+horovodrun is Horovod's).
 
 Each rank is ``COMMAND`` with ``SEGSCALE_RANK``, ``SEGSCALE_SIZE`` and a ``SEGSCALE_LAUNCH_ID``
 shared by the ranks of this launch (segscale.train.strategies.rendezvous reads them). The

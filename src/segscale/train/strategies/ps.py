@@ -138,7 +138,9 @@ class Cluster:
     def details(self, tf_version: str) -> dict[str, Any]:
         return {"roles": role_names(self.roles), "ps_tasks": self.ps_tasks,
                 "workers": self.n_workers, "processes": self.size,
-                "addresses": list(self.addresses), "tensorflow": tf_version}
+                "addresses": list(self.addresses), "tensorflow": tf_version,
+                # one worker's batch per update: the lr is the 1-GPU run's (docs/strategies.md)
+                "replicas_per_update": 1}
 
 
 def join(run_dir: Path, ps_tasks: int, environ: dict[str, str] | None = None,
