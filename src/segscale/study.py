@@ -25,8 +25,9 @@ TUNED_POLICY = "grescale"
 
 # ---- distributed strategies (segscale.train.strategies) -----------------------------------
 #: How the ranks of a run train together, in the order tables and figures list them:
-#: Horovod's ring-allreduce and TensorFlow's MultiWorkerMirroredStrategy.
-STRATEGIES = ("horovod", "tf-collective")
+#: Horovod's ring-allreduce, TensorFlow's MultiWorkerMirroredStrategy and its
+#: ParameterServerStrategy.
+STRATEGIES = ("horovod", "tf-collective", "tf-ps")
 #: The strategy of runs that name none (and of run directories from before the axis).
 DEFAULT_STRATEGY = "horovod"
 #: The strategy whose runs add CPU processes to their GPU ranks: a coordinator and
