@@ -122,3 +122,40 @@ def test_a_failed_coordinator_stops_every_process(train_python, stores, tmp_path
     assert sorted(p.name for p in (out / "resources").iterdir()) == [
         f"rank{k}.csv" for k in range(PROCESSES)]
     assert not (out / ".rendezvous").exists()
+
+
+def test_divergence_check_reads_no_step_loss_under_tf_ps(train_python):
+    """Batch logs under tf-ps hold values still on the workers: with batch_losses off the
+    callback never reads them, still delivers a signal every sync_every steps, and the epoch
+    loss still decides divergence."""
+    out = run_python(train_python, """
+import math
+from segscale.train import callbacks as cb
+
+class Remote:  # what a RemoteValue would cost: reading it per batch is refused here
+    def __float__(self):
+        raise AssertionError("per-batch loss read")
+
+class Flag:
+    def __init__(self): self.on = False
+    def is_set(self): return self.on
+
+flag = Flag()
+state = cb.RunState()
+div = cb.DivergenceCallback(state, cb.Comm(), 10.0, 2, flag, batch_losses=False)
+div.on_epoch_begin(0)
+for step in range(4):
+    div.on_train_batch_end(step, {"loss": Remote()})
+div.on_epoch_end(0, {"loss": 1.0})
+flag.on = True
+div.on_train_batch_end(4, {"loss": Remote()})
+try:
+    div.on_train_batch_end(5, {"loss": Remote()})
+except cb.StopRun as stop:
+    print("stopped", stop.status)
+try:
+    div.on_epoch_end(1, {"loss": math.inf})
+except cb.StopRun as stop:
+    print("epoch", stop.status)
+""")
+    assert "stopped preempted" in out and "epoch diverged" in out
