@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,8 +156,6 @@ def join(run_dir: Path, ps_tasks: int, environ: dict[str, str] | None = None,
     rank, size = rendezvous.rank_and_size(environ)
     check_processes(size, ps_tasks)
     folder = Path(run_dir) / rendezvous.FOLDER / rendezvous.launch_id(environ)
-    import socket
-
     published = f"{socket.gethostname()}:{rendezvous.free_port()} {rendezvous.node_name(environ)}"
     entries = [e.split(" ", 1) for e in rendezvous.agree(folder, rank, size, published,
                                                          timeout_s)]
@@ -295,7 +294,9 @@ def npy_layout(path: Path) -> tuple[int, tuple[int, ...], np.dtype]:
     """(header bytes, shape, dtype) of a C-order ``.npy`` file."""
     with open(path, "rb") as fh:
         version = np.lib.format.read_magic(fh)
-        shape, fortran, dtype = np.lib.format._read_array_header(fh, version)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(fh)
         if fortran:
             raise ValueError(f"{path}: Fortran-order arrays are not supported under tf-ps")
         return fh.tell(), tuple(int(d) for d in shape), np.dtype(dtype)
@@ -316,7 +317,7 @@ def store_dataset(tf, store: Path, batch_size: int, shuffle: bool):
         record = int(np.prod(row)) * dtype.itemsize
         ds = tf.data.FixedLengthRecordDataset(str(store / name), record_bytes=record,
                                               header_bytes=header)
-        tf_dtype = tf.as_dtype(dtype.newbyteorder("=") if dtype.byteorder == ">" else dtype)
+        tf_dtype = tf.as_dtype(dtype.newbyteorder("="))
         little = dtype.byteorder != ">"
 
         def decode(raw, tf_dtype=tf_dtype, row=row, little=little):
