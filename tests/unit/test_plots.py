@@ -281,3 +281,30 @@ def test_network_per_rank_is_the_counters_growth_over_the_sampled_time():
     assert out.to_dict("records") == [{"dataset": "d", "arch": "a", "strategy": "horovod",
                                        "policy": "none", "gpus": 2, "repeat": 0,
                                        "net_mb_per_s": pytest.approx(1.25)}]
+
+
+def test_parameter_servers_traffic_is_apart_from_the_workers():
+    """tf-ps: the workers' mean is the GPU ranks' row; the servers' is their own (Shi et
+    al.'s per-server traffic); the coordinator counts in neither."""
+    res = pd.DataFrame({"dataset": "d", "arch": "a", "strategy": "tf-ps", "policy": "none",
+                        "gpus": 2, "repeat": 0,
+                        "rank": [0, 0, 1, 1, 2, 2, 3, 3],
+                        "role": ["worker", "worker", "worker", "worker", "chief", "chief",
+                                 "ps", "ps"],
+                        "time_s": [0.0, 2.0] * 4,
+                        "net_sent_bytes": [0, 2e6, 0, 4e6, 0, 1e9, 0, 10e6],
+                        "net_recv_bytes": [0, 0, 0, 0, 0, 0, 0, 6e6]})
+    workers = network_per_rank(res)
+    servers = network_per_rank(res, "ps")
+    assert workers["net_mb_per_s"].tolist() == [pytest.approx(1.5)]  # (1 + 2) / 2 MB/s
+    assert servers["net_mb_per_s"].tolist() == [pytest.approx(8.0)]  # 16 MB in 2 s
+    fig = fig_strategies(
+        pd.DataFrame({"dataset": "d", "arch": "a", "strategy": "tf-ps", "policy": "none",
+                      "gpus": [1, 2], "repeat": 0, "status": "ok", "dice": [0.8, 0.7]}),
+        pd.DataFrame({"dataset": "d", "arch": "a", "strategy": "tf-ps", "policy": "none",
+                      "gpus": [1, 2], "speedup": [1.0, 1.5], "speedup_std": [0.0, 0.0],
+                      "efficiency": [1.0, 0.75], "efficiency_std": [0.0, 0.0]}), res)
+    labels = {t.get_text() for ax in fig.axes for t in ax.texts} | {
+        h for ax in fig.axes for h in ax.get_legend_handles_labels()[1]} | {
+        t.get_text() for legend in fig.legends for t in legend.get_texts()}
+    assert "tf-ps, per parameter server" in labels

@@ -1,9 +1,10 @@
 """Issue 13: the distributed strategy as a sweep axis, for real through profiles/local.
 
-The .test study with sweep.strategies [horovod, tf-collective] at 1 and 2 GPUs (policy none):
-Horovod's 2-rank run starts with horovodrun, TensorFlow's with segscale.train.spawn; every run
-is evaluated, the tables carry a strategy column, each strategy is compared with its own
-1-GPU run, and strategies.png compares them.
+The .test study with sweep.strategies [horovod, tf-collective, tf-ps] at 1 and 2 GPUs (policy
+none): Horovod's 2-rank run starts with horovodrun, TensorFlow's with segscale.train.spawn
+(tf-ps with its coordinator and parameter server too, at 1 GPU as well); every run is
+evaluated, the tables carry a strategy column, each strategy is compared with its own 1-GPU
+run, and strategies.png compares them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .helpers import REPO, TEST_CONFIG, snakemake
 pytestmark = [pytest.mark.slow, pytest.mark.horovod]
 
 TRAIN_PYTHON = REPO / ".venv-train" / "bin" / "python"
-STRATEGIES = ("horovod", "tf-collective")
+STRATEGIES = ("horovod", "tf-collective", "tf-ps")
 SWEEP = {"archs": ["unet"], "strategies": list(STRATEGIES), "policies": ["none"],
          "gpus": [1, 2], "repeats": 1}
 
@@ -46,6 +47,10 @@ def test_each_strategy_trained_with_its_own_launcher(sweep):
     workdir, output = sweep
     assert "horovodrun --gloo -n 2 python -m segscale.train" in output
     assert "python -m segscale.train.spawn -n 2 python -m segscale.train" in output
+    # tf-ps: n workers + 1 parameter server + 1 coordinator, at 1 GPU too
+    for processes in (3, 4):
+        assert f"python -m segscale.train.spawn -n {processes} python -m segscale.train" \
+            in output
     for strategy in STRATEGIES:
         for n in (1, 2):
             folder = run_dir(workdir, strategy, n)
@@ -57,7 +62,7 @@ def test_each_strategy_trained_with_its_own_launcher(sweep):
     # the same seeds, batches and averaged gradients: with 2 ranks the two strategies train
     # the same weights bit for bit on CPU (see tests/horovod/test_tf_collective.py)
     digests = {s: json.loads((run_dir(workdir, s, 2) / "run.json").read_text())
-               ["rank_weight_digests"] for s in STRATEGIES}
+               ["rank_weight_digests"] for s in ("horovod", "tf-collective")}
     assert digests["horovod"] == digests["tf-collective"]
 
 
@@ -68,7 +73,8 @@ def test_tables_have_the_strategy_and_each_its_own_baseline(sweep):
                                       "repeat"]
     assert sorted(zip(runs.strategy, runs.gpus)) == [("horovod", 1), ("horovod", 2),
                                                      ("tf-collective", 1),
-                                                     ("tf-collective", 2)]
+                                                     ("tf-collective", 2), ("tf-ps", 1),
+                                                     ("tf-ps", 2)]
     scaling = pd.read_csv(workdir / "results" / "tables" / "scaling.csv")
     for strategy in STRATEGIES:
         rows = scaling[scaling.strategy.eq(strategy)].set_index("gpus")
@@ -83,7 +89,23 @@ def test_strategy_figure_and_the_per_policy_figures_say_which(sweep):
     workdir, _ = sweep
     figures = workdir / "results" / "figures"
     text = (figures / "strategies.svg").read_text()
-    assert "tf-collective" in text and "horovod" in text
+    assert "tf-collective" in text and "horovod" in text and "tf-ps" in text
     assert (figures / "strategies.png").stat().st_size > 20_000
     assert "horovod runs (strategies compared in strategies.png)" in \
         (figures / "speedup.svg").read_text()
+
+
+def test_tf_ps_runs_record_their_servers_and_updates(sweep):
+    """tf-ps at n GPUs: n workers, a parameter server and the coordinator, each with its
+    resource samples; the 1-GPU run's number of updates at every n (equal work, one
+    worker's batch per update)."""
+    workdir, _ = sweep
+    updates = {}
+    for n in (1, 2):
+        folder = run_dir(workdir, "tf-ps", n)
+        details = json.loads((folder / "run.json").read_text())["strategy_details"]
+        assert sorted(details["roles"]) == sorted(
+            ["chief", "ps0", *(f"worker{k}" for k in range(n))])
+        assert len(list((folder / "resources").glob("rank*.csv"))) == n + 2
+        updates[n] = details["updates"]
+    assert updates[1] == updates[2] > 0

@@ -165,7 +165,8 @@ def test_strategy_axis_doubles_the_runs_and_picks_each_launcher(tmp_path):
     ("sweep: {strategies: [tf-collective]}\narchs: {unet: {fp16_allreduce: true}}\n",
      "config archs.unet with sweep.strategies tf-collective: hparams fp16_allreduce: "
      "Horovod's"),
-    ("sweep: {strategies: [tf-ps]}\n", "'tf-ps' is not one of ['horovod', 'tf-collective']"),
+    ("sweep: {strategies: [tf-ps]}\narchs: {unet: {timeline: true}}\n",
+     "config archs.unet with sweep.strategies tf-ps: hparams timeline"),
 ])
 def test_what_a_strategy_cannot_do_is_refused_before_any_job(tmp_path, yaml_text, message):
     config = tmp_path / "c.yaml"
@@ -175,3 +176,28 @@ def test_what_a_strategy_cannot_do_is_refused_before_any_job(tmp_path, yaml_text
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(("n", "ps", "tasks", "nodes", "gres", "extra"), [
+    ("1", 1, "3", "1", "gpu:1", None),
+    ("2", 1, "4", "1", "gpu:2", None),
+    ("4", 2, "7", "2", "gpu:2", "--ntasks-per-node=4"),
+])
+def test_tf_ps_job_counts_its_coordinator_and_servers(tmp_path, n, ps, tasks, nodes, gres,
+                                                      extra):
+    """A tf-ps run of n GPUs is n workers + ps_tasks servers + 1 coordinator: that many
+    Slurm tasks on the n GPUs' nodes (the 1-GPU run too is launched), spread evenly over
+    the nodes; SEGSCALE_CPU_RANKS tells the launchers how many need no GPU."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"sweep: {{strategies: [tf-ps]}}\narchs: {{unet: {{ps_tasks: {ps}}}}}\n")
+    target = f"results/runs/demo-heart/unet/tf-ps/none/gpus{n}/rep0/metrics.json"
+    proc = snakemake(tmp_path, "-n", "-p", "--profile", str(REPO / "profiles" / "slurm"),
+                     "--configfile", str(DEMO_CONFIG), str(config), "--", target, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (job,) = _train_jobs(proc.stdout)
+    assert (job.get("res_tasks"), job.get("res_tasks_per_node")) == (tasks, None)
+    assert (job["res_nodes"], job["res_gres"]) == (nodes, gres)
+    assert f"srun -n {tasks} python -m segscale.train " in job["shell"]
+    assert f"SEGSCALE_CPU_RANKS={ps + 1} " in job["shell"]
+    flags = re.search(r"slurm_extra=(.*?), signal_margin_s=", proc.stdout)[1]
+    assert (extra in flags.split()) if extra else "--ntasks-per-node" not in flags

@@ -28,6 +28,7 @@ from segscale.study import (
     POLICIES,
     RESOURCE_COLUMNS,
     RUN_KEYS,
+    RUN_RECORD,
     STATUSES,
     STRATEGIES,
     parse_run_dir,
@@ -375,18 +376,33 @@ def thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
     return frame[keep]
 
 
+def rank_roles(run_dir: Path) -> list[str]:
+    """What each rank of a run was (``run.json`` ``strategy_details.roles``: tf-ps's
+    ``chief``, ``ps0``, ``worker1``...); empty when every rank is a worker (or unknown)."""
+    try:
+        details = read_json(Path(run_dir) / RUN_RECORD).get("strategy_details") or {}
+    except (OSError, ValueError):
+        return []
+    roles = details.get("roles") if isinstance(details, dict) else None
+    return [str(r) for r in roles] if isinstance(roles, list) else []
+
+
 def collect_resources(runs: pd.DataFrame, max_points: int = 600) -> pd.DataFrame:
-    """All ranks' sampler series stacked with a ``rank`` column, at most ``max_points`` each."""
+    """All ranks' sampler series stacked with ``rank`` and ``role`` columns (``worker``
+    unless the run recorded other roles), at most ``max_points`` samples each."""
     frames = []
     for ids in _run_ids(runs):
+        roles = rank_roles(ids["run_dir"])
         for path in sorted(Path(ids["run_dir"]).glob("resources/rank*.csv")):
             m = re.fullmatch(r"rank(\d+)\.csv", path.name)
             if m is None:
                 continue
+            rank = int(m.group(1))
+            role = re.sub(r"\d+$", "", roles[rank]) if rank < len(roles) else "worker"
             series = thin(read_csv_named(path), max_points)
-            frames.append(series.assign(rank=int(m.group(1)),
+            frames.append(series.assign(rank=rank, role=role,
                                         **{k: ids[k] for k in (*RUN_KEYS, "status")}))
-    first = [*RUN_KEYS, "status", "rank"]
+    first = [*RUN_KEYS, "status", "rank", "role"]
     if not frames:
         return pd.DataFrame(columns=[*first, *RESOURCE_COLUMNS])
     out = pd.concat(frames, ignore_index=True)

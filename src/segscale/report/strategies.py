@@ -1,10 +1,13 @@
 """How the distributed strategies compare (``strategies.png``): per (dataset, arch), speedup,
-efficiency, test Dice and network traffic per rank against GPUs, one line per strategy.
+efficiency, test Dice and network traffic per GPU rank against GPUs, one line per strategy,
+and tf-ps's traffic per parameter server beside it.
 
 Every strategy is measured against its own 1-GPU run (scaling.csv, policy ``none``: the
 baseline policy, so warmups do not blur the comparison). The network row is the resource
 sampler's bytes sent + received per rank and per training second, the system metric Shi et
-al. (2019) read to explain why ring-allreduce scales better than a parameter server.
+al. (2019) read to explain why ring-allreduce scales better than a parameter server. The
+sampler's counters are the host's: a server alone on its node measures its own traffic; on
+a shared host (the local emulation) every rank sees the host's total.
 """
 
 from __future__ import annotations
@@ -31,16 +34,22 @@ from segscale.study import BASELINE_POLICY, OK
 FIGURE = "strategies"
 ROWS = (("speedup", "speedup (vs its own 1 GPU)"), ("efficiency", "efficiency"),
         ("dice", "test Dice"), ("net_mb_per_s", "network per rank (MB/s)"))
+SERVER_ROLE, SERVER_LABEL = "ps", "tf-ps, per parameter server"
+SERVER_STYLE = {"color": "black", "marker": "P", "ls": "-."}
 
 
-def network_per_rank(resources: pd.DataFrame) -> pd.DataFrame:
-    """Mean MB/s sent + received per rank of each run, from the sampler's counters (their
-    increase over the run's sampled time)."""
+def network_per_rank(resources: pd.DataFrame, role: str = "worker") -> pd.DataFrame:
+    """Mean MB/s sent + received per rank of ``role`` (``worker``: the GPU ranks of every
+    strategy; ``ps``: tf-ps's parameter servers) of each run, from the sampler's counters
+    (their increase over the run's sampled time). Tables without a ``role`` column hold
+    workers only."""
     cols = ["dataset", "arch", "strategy", "policy", "gpus", "repeat", "net_mb_per_s"]
     needed = {"time_s", "net_sent_bytes", "net_recv_bytes", "rank"}
     if resources.empty or not needed <= set(resources):
         return pd.DataFrame(columns=cols)
     res = with_strategy(resources)
+    roles = res["role"] if "role" in res else pd.Series("worker", index=res.index)
+    res = res[roles.fillna("worker").eq(role)]
     keys = ["dataset", "arch", "strategy", "policy", "gpus", "repeat", "rank"]
     rows = []
     for key, d in res.groupby(keys):
@@ -73,6 +82,7 @@ def fig_strategies(runs: pd.DataFrame, scaling: pd.DataFrame, resources: pd.Data
     """The comparison figure (empty panels say why when a table has nothing to show)."""
     runs, scaling = with_strategy(runs), with_strategy(scaling)
     net = network_per_rank(resources)
+    servers = network_per_rank(resources, SERVER_ROLE)
     panels = combos(runs)
     fig, axes = grid(len(ROWS), max(len(panels), 1), width=4.4, height=2.8, sharex="col")
     if not panels:
@@ -96,6 +106,14 @@ def fig_strategies(runs: pd.DataFrame, scaling: pd.DataFrame, resources: pd.Data
                             ms=6, label=strategy, color=style["color"],
                             marker=style["marker"], ls=style["ls"], zorder=3)
                 drawn = True
+            if row == "net_mb_per_s":
+                d = _series(row, sc, rn, select(servers, ds, arch), "tf-ps").dropna(
+                    subset=["mean"])
+                if not d.empty:
+                    ax.errorbar(d["gpus"], d["mean"],
+                                yerr=np.nan_to_num(d["std"].to_numpy(float)), capsize=3,
+                                lw=1.4, ms=6, label=SERVER_LABEL, zorder=3, **SERVER_STYLE)
+                    drawn = True
             if not drawn:
                 empty_panel(ax, f"no {label.split(' (')[0]}\nfor policy {BASELINE_POLICY}")
                 continue
