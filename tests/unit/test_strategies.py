@@ -247,3 +247,22 @@ def test_ps_finish_tells_the_servers_and_collects_their_samples(tmp_path):
     assert written == {"rank0.csv": [{"time_s": 0.0}], "rank1.csv": [{"time_s": 1.0}],
                        "rank2.csv": [{"time_s": 9.0}], "rank3.csv": []}
     assert not folder.exists()
+
+
+def test_workers_sharing_a_gpu_are_found_from_their_published_placements(tmp_path):
+    """tf-ps: each worker publishes where it pinned itself; the coordinator reads the
+    workers' (not the servers') and refuses two of a node on one GPU, as for Horovod."""
+    from segscale.train.launch import GpuPlacement, gpu_conflict
+    from segscale.train.strategies import ps
+
+    roles = [("worker", 0), ("worker", 1), ("chief", 0), ("ps", 0)]
+    for rank, gpu in ((0, "0"), (1, "0")):
+        worker = ps.Cluster(rank, 4, ["h:1"] * 4, ["n1"] * 4, roles, 1, tmp_path)
+        ps.publish_placement(worker, tuple(GpuPlacement("n1", 2, 1, gpu)))
+    coordinator = ps.Cluster(2, 4, ["h:1"] * 4, ["n1"] * 4, roles, 1, tmp_path)
+    placements = [GpuPlacement(*p) for p in ps.worker_placements(coordinator, timeout_s=1)]
+    assert placements == [GpuPlacement("n1", 2, 1, "0")] * 2
+    assert gpu_conflict(placements).startswith("ranks 0 and 1 would share GPU 0 on n1")
+    (tmp_path / "placement-rank1.json").unlink()
+    with pytest.raises(TimeoutError, match=r"worker 1 \(rank 1\)"):
+        ps.worker_placements(coordinator, timeout_s=0.3, poll_s=0.05)

@@ -90,6 +90,7 @@ def test_strategy_figure_and_the_per_policy_figures_say_which(sweep):
     figures = workdir / "results" / "figures"
     text = (figures / "strategies.svg").read_text()
     assert "tf-collective" in text and "horovod" in text and "tf-ps" in text
+    assert "tf-ps, per parameter server" in text  # Shi et al.'s per-server traffic
     assert (figures / "strategies.png").stat().st_size > 20_000
     assert "horovod runs (strategies compared in strategies.png)" in \
         (figures / "speedup.svg").read_text()

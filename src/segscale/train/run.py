@@ -505,6 +505,10 @@ def run_ps(spec: RunSpec, cfg: TrainConfig, signals) -> int:
         setups: list[Setup] = []
         code = EXIT_FAILED
         try:
+            # two workers of a node on one GPU are refused, as two Horovod ranks are
+            conflict = gpu_conflict([GpuPlacement(*p) for p in ps.worker_placements(cluster)])
+            if conflict:
+                raise ValueError(f"tf-ps workers: {conflict}")
             code = train(spec, cfg, signals, cluster, setups)
         except Exception as err:
             log.exception("training failed")
@@ -531,6 +535,7 @@ def run_ps(spec: RunSpec, cfg: TrainConfig, signals) -> int:
         device, placement = configure_devices(tf, local, count, cfg.threads_per_rank, host,
                                               inter_threads=inter)
         gpu = physical_gpu_index(local) if placement.gpus_seen else None
+        ps.publish_placement(cluster, tuple(placement))
     else:
         device, _ = configure_devices(tf, 0, 1, cfg.threads_per_rank, host, use_gpu=False,
                                       inter_threads=inter)

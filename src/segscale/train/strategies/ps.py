@@ -165,6 +165,39 @@ def join(run_dir: Path, ps_tasks: int, environ: dict[str, str] | None = None,
     return Cluster(rank, size, addresses, nodes, roles, ps_tasks, folder)
 
 
+def placement_path(folder: Path, rank: int) -> Path:
+    return folder / f"placement-rank{rank}.json"
+
+
+def publish_placement(cluster: Cluster, placement: tuple) -> None:
+    """A worker's GPU placement (segscale.train.launch.GpuPlacement as a tuple), for the
+    coordinator's check that no two workers of a node share a GPU."""
+    with atomic_path(placement_path(cluster.folder, cluster.rank)) as tmp:
+        Path(tmp).write_text(json.dumps(list(placement)))
+
+
+def worker_placements(cluster: Cluster, timeout_s: float = 300,
+                      poll_s: float = 0.2) -> list[tuple]:
+    """Every worker's published placement, in rank order (the coordinator waits for them).
+
+    Raises:
+        TimeoutError: a worker did not publish within ``timeout_s`` (names it).
+    """
+    deadline = time.monotonic() + timeout_s
+    found = []
+    for rank, (role, index) in enumerate(cluster.roles):
+        if role != WORKER:
+            continue
+        path = placement_path(cluster.folder, rank)
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"tf-ps: worker {index} (rank {rank}) did not say which "
+                                   f"GPU it took within {timeout_s:.0f} s")
+            time.sleep(poll_s)
+        found.append(tuple(json.loads(path.read_text())))
+    return found
+
+
 def samples_path(folder: Path, rank: int) -> Path:
     return folder / f"samples-rank{rank}.json"
 
