@@ -19,6 +19,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/tune.smk"
 include: "workflow/rules/scaling.smk"
+include: "workflow/rules/parallelism.smk"
 include: "workflow/rules/slurm_guard.smk"
 
 
@@ -61,6 +62,12 @@ rule tune:
 rule guideline:
     input:
         rules.guideline_report.output,
+    localrule: True
+
+
+rule parallelism:
+    input:
+        rules.parallelism_table.output,
     localrule: True
 
 

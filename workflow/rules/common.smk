@@ -2,6 +2,7 @@
 import ast
 import itertools
 import json
+import os
 import shlex
 from pathlib import Path
 from types import SimpleNamespace
@@ -360,7 +361,7 @@ def launch_prefix(wildcards, resources):
     return shlex.join([*shlex.split(str(launcher)), "-n", str(ranks(wildcards))])
 
 
-TRAIN_RULES = ("train", "tune_train")
+TRAIN_RULES = ("train", "tune_train", "parallelism_train")
 
 
 def profile_slurm_extra(settings, rule_name=None):
@@ -673,3 +674,72 @@ def train_slurm_extra(wildcards):
     """The training job's sbatch flags: placement_extra and the walltime warning."""
     flags = [placement_extra(wildcards), walltime_signal_flag(wildcards)]
     return " ".join(flag for flag in flags if flag) or None
+
+
+# ---- local parallelism (parallelism.smk, docs/strategies.md "Local parallelism") -----------
+
+PARALLELISM = config.get("parallelism") or {}
+PAR_RUN = "results/parallelism/{dataset}/{arch}/{strategy}/ranks{n}-threads{t}"
+
+
+def parallelism_cores():
+    """Cores of one node to split (parallelism.cores_per_node; default: this machine's)."""
+    return PARALLELISM.get("cores_per_node") or len(os.sched_getaffinity(0))
+
+
+def parallelism_splits():
+    """(ranks per node, threads per rank) pairs of the parallelism target."""
+    from segscale.report.parallelism import splits
+
+    return splits(
+        parallelism_cores(),
+        PARALLELISM.get("ranks_per_node"),
+        PARALLELISM.get("threads_per_rank"),
+    )
+
+
+def parallelism_point():
+    """The (dataset, arch, strategy) whose splits are measured: the sweep's first by default."""
+    return (
+        PARALLELISM.get("dataset") or SWEEP["datasets"][0],
+        PARALLELISM.get("arch") or SWEEP["archs"][0],
+        PARALLELISM.get("strategy") or study.DEFAULT_STRATEGY,
+    )
+
+
+def parallelism_runs(wildcards):
+    """run.json of every split."""
+    dataset, arch, strategy = parallelism_point()
+    return [
+        f"{PAR_RUN}/run.json".format(dataset=dataset, arch=arch, strategy=strategy, n=r, t=t)
+        for r, t in parallelism_splits()
+    ]
+
+
+def parallelism_hparams(wildcards):
+    """The architecture's hparams with the split's threads per rank and its share of the
+    global batch (parallelism.global_batch; default: the smallest multiple of every rank
+    count that is at least the architecture's batch size)."""
+    from segscale.report.parallelism import global_batch
+
+    hparams = json.loads(hparams_json(wildcards))
+    batch = PARALLELISM.get("global_batch") or global_batch(
+        [r for r, _ in parallelism_splits()], ARCH_CONFIGS[wildcards.arch].batch_size
+    )
+    if batch % int(wildcards.n):
+        raise ValueError(
+            f"config parallelism.global_batch {batch} is not a multiple of {wildcards.n} ranks"
+        )
+    hparams.update(threads_per_rank=int(wildcards.t), batch_size=batch // int(wildcards.n))
+    return json.dumps(hparams, sort_keys=True)
+
+
+def split_cores(wildcards):
+    """Cores a split occupies (ranks x threads): local runs of two splits never overlap."""
+    return int(wildcards.n) * int(wildcards.t)
+
+
+def parallelism_slurm_extra(wildcards):
+    """Site flags and the walltime warning; all ranks on one node (--ntasks-per-node)."""
+    flags = [SITE_SLURM_EXTRA, f"--ntasks-per-node={wildcards.n}", walltime_signal_flag(wildcards)]
+    return " ".join(flag for flag in flags if flag)
