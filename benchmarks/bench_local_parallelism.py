@@ -33,7 +33,6 @@ contention as much as the split: run it on an idle node.
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 import sys
@@ -42,17 +41,13 @@ from pathlib import Path
 
 from bench_train_common import hparams, parser, record, run_toolkit, steady, stores, workdir
 
+from segscale.report import parallelism
+
 
 def splits(cores: int, max_ranks: int | None) -> list[tuple[int, int]]:
-    """(ranks, threads) with ranks x threads = cores, fewest ranks first."""
-    return [(r, cores // r) for r in range(1, cores + 1)
-            if cores % r == 0 and (max_ranks is None or r <= max_ranks)]
-
-
-def default_global_batch(rank_counts: list[int], at_least: int = 8) -> int:
-    """The smallest multiple of every rank count that is >= ``at_least``."""
-    lcm = math.lcm(*rank_counts)
-    return lcm * math.ceil(at_least / lcm)
+    """(ranks, threads) with ranks x threads = cores, fewest ranks first: the parallelism
+    target's splits (segscale.report.parallelism), ranks capped at ``max_ranks``."""
+    return parallelism.splits(cores, list(range(1, max_ranks + 1)) if max_ranks else None)
 
 
 def one_run(st, out: Path, args, ranks: int, threads: int) -> dict:
@@ -93,7 +88,7 @@ def main() -> int:
     args = p.parse_args()
     todo = splits(args.cores, args.max_ranks)
     if args.global_batch is None:
-        args.global_batch = default_global_batch([r for r, _ in todo])
+        args.global_batch = parallelism.global_batch([r for r, _ in todo], 8)
     bad = [r for r, _ in todo if args.global_batch % r]
     if bad:
         p.error(f"--global-batch {args.global_batch} is not divisible by {bad} ranks")

@@ -84,16 +84,15 @@ def split_row(run_dir: Path) -> dict:
     hparams = record.get("hparams") or {}
     ranks, threads = int(record["n_ranks"]), int(hparams.get("threads_per_rank") or 0)
     batch = int(hparams.get("batch_size") or 0)
-    train_s = history["epoch_time_s"] - history["validation_s"] if len(history) else history
+    history = history.assign(train_s=history["epoch_time_s"] - history["validation_s"])
     return {
         "dataset": record.get("dataset"), "arch": record.get("arch"),
         "strategy": record.get("strategy"), "ranks_per_node": ranks,
         "threads_per_rank": threads, "cores": ranks * threads, "batch_per_rank": batch,
         "global_batch": batch * ranks, "images_per_epoch": record.get("images_per_epoch"),
         "status": record.get("status"), "epochs": len(history),
-        "images_per_s": steady(history, "images_per_s") if len(history) else math.nan,
-        "train_s_per_epoch": (steady(pd.DataFrame({"t": train_s}), "t") if len(history)
-                              else math.nan),
+        "images_per_s": steady(history, "images_per_s"),
+        "train_s_per_epoch": steady(history, "train_s"),
     }
 
 

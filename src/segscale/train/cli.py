@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from segscale import cli
-from segscale.study import DEFAULT_STRATEGY, POLICIES, STRATEGIES, TUNED_POLICY
+from segscale.study import DEFAULT_STRATEGY, POLICIES, PS_STRATEGY, STRATEGIES, TUNED_POLICY
 from segscale.train.config import RunSpec, parse_hparams
 from segscale.train.launch import SignalFlag, is_rank_zero, launcher_size, setup_logging
 from segscale.train.run import EXIT_FAILED, EXIT_USAGE, record_failure, run
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         if spec.policy == TUNED_POLICY:
             cfg.grescale_stages()  # refused before TensorFlow starts, naming the keys
         cfg.check_strategy(spec.strategy)
-        if spec.strategy == "tf-ps":  # refused before TensorFlow starts, on every process
+        if spec.strategy == PS_STRATEGY:  # refused before TensorFlow starts, on every process
             from segscale.train.strategies.ps import check_processes
 
             check_processes(launcher_size(), cfg.ps_tasks)

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from segscale.fileio import json_object_arg
-from segscale.study import DEFAULT_STRATEGY, POLICIES, STRATEGIES
+from segscale.study import DEFAULT_STRATEGY, POLICIES, PS_STRATEGY, STRATEGIES
 from segscale.train.schedules import (
     DECAY_SHAPES,
     DEFAULT_DECAY_FRACTION,
@@ -153,7 +153,7 @@ class TrainConfig:
             raise ValueError(f"unknown strategy {strategy!r}, expected one of {STRATEGIES}")
         if strategy == "horovod":
             return
-        if strategy == "tf-ps":
+        if strategy == PS_STRATEGY:
             refused = [key for key, on in (
                 ("fp16_allreduce", self.fp16_allreduce), ("timeline", self.timeline),
                 ("xla", self.xla), ("precision", self.precision == "mixed_float16")) if on]

@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 
 from segscale.fileio import atomic_path, sha256
-from segscale.study import DIVERGED, EARLY_STOPPED, FAILED, MODEL_FILE, OK, PREEMPTED
+from segscale.study import (
+    DIVERGED,
+    EARLY_STOPPED,
+    FAILED,
+    MODEL_FILE,
+    OK,
+    PREEMPTED,
+    PS_STRATEGY,
+)
 from segscale.train.batches import train_batches, val_batches
 from segscale.train.config import RunSpec, StepPlan, TrainConfig, plan_steps
 from segscale.train.launch import GpuPlacement, gpu_conflict, gpu_placement, set_rank
@@ -483,7 +491,7 @@ def enable_timeline(spec: RunSpec, cfg: TrainConfig) -> None:
 def run(spec: RunSpec, cfg: TrainConfig, signals) -> int:
     """Train one run end to end; returns the process exit code."""
     enable_timeline(spec, cfg)
-    if spec.strategy == "tf-ps":
+    if spec.strategy == PS_STRATEGY:
         return run_ps(spec, cfg, signals)
     return train(spec, cfg, signals)
 

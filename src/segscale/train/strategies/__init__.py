@@ -20,7 +20,7 @@ Imports TensorFlow and Horovod lazily, inside :func:`start`.
 
 from __future__ import annotations
 
-from segscale.study import STRATEGIES
+from segscale.study import PS_STRATEGY, STRATEGIES
 
 
 def start(name: str, run_dir, configure=None, cluster=None):
@@ -40,7 +40,7 @@ def start(name: str, run_dir, configure=None, cluster=None):
         from segscale.train.strategies.collective import CollectiveStrategy
 
         return CollectiveStrategy.start(run_dir, configure)
-    if name == "tf-ps":
+    if name == PS_STRATEGY:
         from segscale.train.strategies.ps import PSStrategy
 
         if cluster is None:

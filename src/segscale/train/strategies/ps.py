@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from segscale.fileio import atomic_path
+from segscale.study import PS_STRATEGY
 from segscale.train.strategies import rendezvous
 from segscale.train.strategies.base import Strategy
 
@@ -155,11 +155,7 @@ def join(run_dir: Path, ps_tasks: int, environ: dict[str, str] | None = None,
     environ = dict(os.environ) if environ is None else environ
     rank, size = rendezvous.rank_and_size(environ)
     check_processes(size, ps_tasks)
-    folder = Path(run_dir) / rendezvous.FOLDER / rendezvous.launch_id(environ)
-    published = f"{socket.gethostname()}:{rendezvous.free_port()} {rendezvous.node_name(environ)}"
-    entries = [e.split(" ", 1) for e in rendezvous.agree(folder, rank, size, published,
-                                                         timeout_s)]
-    addresses, nodes = [e[0] for e in entries], [e[-1] for e in entries]
+    folder, addresses, nodes = rendezvous.exchange(run_dir, environ, rank, size, timeout_s)
     roles = assign_roles(nodes, ps_tasks)
     os.environ["TF_CONFIG"] = json.dumps(tf_config(addresses, roles, rank))
     return Cluster(rank, size, addresses, nodes, roles, ps_tasks, folder)
@@ -290,7 +286,7 @@ class PSStrategy(Strategy):
 
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
         strategy = tf.distribute.ParameterServerStrategy(resolver)
-        return cls("tf-ps", 0, 1, 0, 1, cluster.details(tf.__version__), tf=tf,
+        return cls(PS_STRATEGY, 0, 1, 0, 1, cluster.details(tf.__version__), tf=tf,
                    strategy=strategy, cluster=cluster, n_workers=cluster.n_workers)
 
     @property

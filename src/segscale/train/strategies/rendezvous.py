@@ -102,6 +102,16 @@ def node_name(environ: dict[str, str]) -> str:
             or socket.gethostname())
 
 
+def exchange(run_dir: Path, environ: dict[str, str], rank: int, size: int,
+             timeout_s: float = 300) -> tuple[Path, list[str], list[str]]:
+    """Publish this process's ``host:port node`` in the launch's folder and read every
+    rank's: (the folder, addresses and node names in rank order)."""
+    folder = Path(run_dir) / FOLDER / launch_id(environ)
+    published = f"{socket.gethostname()}:{free_port()} {node_name(environ)}"
+    entries = [entry.split(" ", 1) for entry in agree(folder, rank, size, published, timeout_s)]
+    return folder, [e[0] for e in entries], [e[-1] for e in entries]
+
+
 def join(run_dir: Path, environ: dict[str, str] | None = None,
          timeout_s: float = 300) -> tuple[int, int, list[str], list[str]]:
     """Agree on the cluster and set ``TF_CONFIG`` (removed for one rank); returns (rank,
@@ -111,9 +121,6 @@ def join(run_dir: Path, environ: dict[str, str] | None = None,
     if size == 1:
         os.environ.pop("TF_CONFIG", None)
         return 0, 1, [f"{socket.gethostname()}:0"], [node_name(environ)]
-    folder = Path(run_dir) / FOLDER / launch_id(environ)
-    published = f"{socket.gethostname()}:{free_port()} {node_name(environ)}"
-    entries = [entry.split(" ", 1) for entry in agree(folder, rank, size, published, timeout_s)]
-    addresses, nodes = [e[0] for e in entries], [e[-1] for e in entries]
+    _folder, addresses, nodes = exchange(run_dir, environ, rank, size, timeout_s)
     os.environ["TF_CONFIG"] = json.dumps(tf_config(addresses, rank))
     return rank, size, addresses, nodes
